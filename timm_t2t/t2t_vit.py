@@ -54,7 +54,8 @@ import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import Mlp, _assert, get_device_dtype, resample_abs_pos_embed, to_2tuple, trunc_normal_, use_fused_attn
 from timm.layers._fx import register_notrace_function
-from timm.models import build_model_with_cfg, checkpoint, checkpoint_seq, generate_default_cfgs, register_model
+from timm.models import (
+    build_model_with_cfg, checkpoint, checkpoint_seq, generate_default_cfgs, register_model, resolve_pretrained_cfg)
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import adapt_input_conv
 from timm.models.vision_transformer import Block
@@ -69,23 +70,37 @@ RELEASE_URL = 'https://github.com/yitu-opensource/T2T-ViT/releases/download/main
 SOFT_SPLITS = ((7, 4, 2), (3, 2, 1), (3, 2, 1))
 
 
-def soft_split(x: torch.Tensor, kernel_size: int, stride: int, padding: int) -> torch.Tensor:
-    """Overlapping patches of a channels-last map, as `nn.Unfold` would give them.
+def soft_split(
+        x: torch.Tensor,
+        kernel_size: int,
+        stride: int,
+        padding: int,
+        channels_last: bool = True,
+) -> torch.Tensor:
+    """Overlapping patches of a map, as `nn.Unfold` would give them, as a channels-last map of patches.
 
     Args:
-        x: Map of shape (B, H, W, C).
+        x: Map of shape (B, H, W, C), or (B, C, H, W) with `channels_last=False`.
         kernel_size: Patch size.
         stride: Patch stride.
         padding: Zero padding on each side.
+        channels_last: Layout of `x`.
 
     Returns:
         Patches of shape (B, H', W', C * kernel_size ** 2), each flattened channel-major (`c * k * k + i * k + j`),
         the column order of `nn.Unfold`.
     """
-    x = F.pad(x, (0, 0, padding, padding, padding, padding))
-    # NOTE strided views instead of nn.Unfold: one copy at the final flatten, and no (B, C*k*k, L) -> (B, L, C*k*k)
-    # transpose round trips between the T2T layers.
-    x = x.unfold(1, kernel_size, stride).unfold(2, kernel_size, stride)  # B, H', W', C, k, k
+    k, s, p = kernel_size, stride, padding
+    # NOTE strided views instead of nn.Unfold: a single copy, and no (B, C*k*k, L) -> (B, L, C*k*k) transpose round
+    # trips between the T2T layers. The copy is arranged so that its reads run along contiguous memory.
+    if channels_last:
+        x = F.pad(x, (0, 0, p, p, p, p)).unfold(1, k, s).unfold(2, k, s)  # B, H', W', C, k, k
+        # One kernel position at a time, reading along the channels: ~3x faster than flattening the view, whose
+        # innermost reads stride over whole pixels. Same values.
+        x = torch.stack([x[..., i, j] for i in range(k) for j in range(k)], dim=-1)  # B, H', W', C, k * k
+    else:
+        # Few channels (the image): stay channels-first, so the copy reads along the kernel rows.
+        x = F.pad(x, (p, p, p, p)).unfold(2, k, s).unfold(3, k, s).permute(0, 2, 3, 1, 4, 5)  # B, H', W', C, k, k
     return x.flatten(3)
 
 
@@ -134,15 +149,37 @@ def performer_attention(
     """
     out_dtype = v.dtype
     q, k, v, w = q.float(), k.float(), v.float(), w.float()
-    scale = 1.0 / math.sqrt(w.shape[0])
-    # phi(t) = exp(w t - |t|^2 / 2) / sqrt(m). Both exponent terms are bounded by |w_i|^2 / 2 = 16 for the official w,
-    # so float32 is safe; the float16 denominator with its 1e-8 epsilon is what made the official layer NaN under AMP.
-    qp = torch.exp(q @ w.t() - 0.5 * (q * q).sum(dim=-1, keepdim=True)) * scale
-    kp = torch.exp(k @ w.t() - 0.5 * (k * k).sum(dim=-1, keepdim=True)) * scale
+    # phi(t) = exp(w t - |t|^2 / 2) / sqrt(m). The exponent is at most |w_i|^2 / 2 = 16 for the official w, so float32
+    # is safe; the float16 denominator with its 1e-8 epsilon is what made the official layer NaN under AMP.
+    # The 1 / sqrt(m) of phi(q) and phi(k) cancels between numerator and denominator except against eps, so it moves
+    # onto eps (eps * m), and the exponentials are taken in place: fewer (B, T, M) temporaries, which is what these
+    # T = 3136 token layers spend their time on. In place is safe for autograd: mm does not save its output.
+    wt = w.t()
+    qp = (q @ wt).sub_(0.5 * (q * q).sum(dim=-1, keepdim=True)).exp_()  # B, T, M
+    kp = (k @ wt).sub_(0.5 * (k * k).sum(dim=-1, keepdim=True)).exp_()
     denom = qp @ kp.sum(dim=1).unsqueeze(-1)  # B, T, 1
     kv = kp.transpose(1, 2) @ v  # B, M, E
-    out = (qp @ kv) / (denom + eps)
+    out = (qp @ kv) / (denom + eps * w.shape[0])
     return out.to(out_dtype)
+
+
+@register_notrace_function
+def performer_attention_fp32(
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        w: torch.Tensor,
+        eps: float = 1e-8,
+) -> torch.Tensor:
+    """`performer_attention` with autocast off, so AMP cannot lower its matmuls to fp16/bf16.
+
+    A separate FX leaf because `torch.autocast` needs a concrete device type (FX proxies and the `meta` device, which
+    has no autocast, have none).
+    """
+    if q.device.type == 'meta':
+        return performer_attention(q, k, v, w, eps)
+    with torch.autocast(device_type=q.device.type, enabled=False):
+        return performer_attention(q, k, v, w, eps)
 
 
 class TokenPerformer(nn.Module):
@@ -206,8 +243,7 @@ class TokenPerformer(nn.Module):
         if torch.jit.is_scripting():
             y = performer_attention(q, k, v, self.w, self.eps)
         else:
-            with torch.autocast(device_type=x.device.type, enabled=False):
-                y = performer_attention(q, k, v, self.w, self.eps)
+            y = performer_attention_fp32(q, k, v, self.w, self.eps)
         x = v + self.proj_drop(self.proj(y))
         x = x + self.mlp(self.norm2(x))
         return x
@@ -344,6 +380,8 @@ class TokensToToken(nn.Module):
         self.t2t_layer = t2t_layer
         self.in_chans = in_chans
         self.token_dim = token_dim
+        # An attribute, not the global, inside forward: TorchScript cannot read a global tuple of tuples.
+        self.soft_splits = SOFT_SPLITS
         (k0, _, _), (k1, _, _), (k2, _, _) = SOFT_SPLITS
         self.attn1 = layer(in_chans * k0 * k0, token_dim, act_layer=act_layer, norm_layer=norm_layer, **dd)
         self.attn2 = layer(token_dim * k1 * k1, token_dim, act_layer=act_layer, norm_layer=norm_layer, **dd)
@@ -379,8 +417,8 @@ class TokensToToken(nn.Module):
             Tokens (B, N, embed_dim), and the two token maps (B, H / 4, W / 4, token_dim) and
             (B, H / 8, W / 8, token_dim), channels-last.
         """
-        (k0, s0, p0), (k1, s1, p1), (k2, s2, p2) = SOFT_SPLITS
-        x = soft_split(x.permute(0, 2, 3, 1), k0, s0, p0)
+        (k0, s0, p0), (k1, s1, p1), (k2, s2, p2) = self.soft_splits
+        x = soft_split(x, k0, s0, p0, channels_last=False)
         B, H, W, C = x.shape
         map1 = self.attn1(x.reshape(B, H * W, C)).unflatten(1, (H, W))
         x = soft_split(map1, k1, s1, p1)
@@ -422,6 +460,7 @@ class T2TViT(nn.Module):
             attn_drop_rate: float = 0.,
             drop_path_rate: float = 0.,
             dynamic_img_size: bool = False,
+            use_aux_head: bool = False,
             device: Optional[torch.device] = None,
             dtype: Optional[torch.dtype] = None,
     ) -> None:
@@ -444,6 +483,8 @@ class T2TViT(nn.Module):
             attn_drop_rate: Backbone attention dropout.
             drop_path_rate: Stochastic depth rate, linearly increasing over the blocks.
             dynamic_img_size: Accept any input size at run time, resampling the position table to the token grid.
+            use_aux_head: Add the token-labeling auxiliary head (a classifier on every patch token, as in the
+                `t2t_vit_24.tl_in1k` weights); logits become head(pooled) + 0.5 * max over tokens of aux_head(token).
             device: Factory device.
             dtype: Factory dtype.
         """
@@ -495,6 +536,8 @@ class T2TViT(nn.Module):
         self.norm = nn.LayerNorm(embed_dim, **dd)
         self.head_drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(embed_dim, num_classes, **dd) if num_classes > 0 else nn.Identity()
+        self.use_aux_head = use_aux_head
+        self.aux_head = nn.Linear(embed_dim, num_classes, **dd) if use_aux_head and num_classes > 0 else None
 
         self.feature_info = [
             dict(module='patch_embed.attn1', num_chs=token_dim, reduction=4),
@@ -559,6 +602,10 @@ class T2TViT(nn.Module):
             self.head = nn.Linear(self.embed_dim, num_classes, **get_device_dtype(self)).train(self.training)
         else:
             self.head = nn.Identity()
+        if self.use_aux_head and num_classes > 0:
+            self.aux_head = nn.Linear(self.embed_dim, num_classes, **get_device_dtype(self)).train(self.training)
+        else:
+            self.aux_head = None
 
     @torch.jit.ignore
     def set_input_size(
@@ -604,6 +651,11 @@ class T2TViT(nn.Module):
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
         return self.pos_drop(x + pos_embed)
 
+    def _token_grid(self, map2: torch.Tensor) -> Tuple[int, int]:
+        """Backbone token grid (H, W) from the stem's second map (B, H2, W2, C): the last soft split's output size."""
+        k, s, p = self.patch_embed.soft_splits[2]
+        return soft_split_size(map2.shape[1], k, s, p), soft_split_size(map2.shape[2], k, s, p)
+
     def forward_intermediates(
             self,
             x: torch.Tensor,
@@ -644,7 +696,7 @@ class T2TViT(nn.Module):
             if i in take_indices:
                 intermediates.append(tap.permute(0, 3, 1, 2) if output_fmt == 'NCHW' else tap.flatten(1, 2))
                 prefixes.append(tap.new_zeros(B, 0, tap.shape[-1]))
-        H, W = soft_split_size(maps[1].shape[1], *SOFT_SPLITS[2]), soft_split_size(maps[1].shape[2], *SOFT_SPLITS[2])
+        H, W = self._token_grid(maps[1])
         x = self._pos_embed(x, (H, W))
 
         if torch.jit.is_scripting() or not stop_early:
@@ -694,7 +746,7 @@ class T2TViT(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Tokens (B, 1 + N, embed_dim) after the final norm, class token first."""
         x, maps = self.patch_embed.forward_maps(x)
-        H, W = soft_split_size(maps[1].shape[1], *SOFT_SPLITS[2]), soft_split_size(maps[1].shape[2], *SOFT_SPLITS[2])
+        H, W = self._token_grid(maps[1])
         x = self._pos_embed(x, (H, W))
         if self.grad_checkpointing and not torch.jit.is_scripting():
             x = checkpoint_seq(self.blocks, x)
@@ -710,8 +762,15 @@ class T2TViT(nn.Module):
         return x
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.head_drop(self.pool(x))
-        return x if pre_logits else self.head(x)
+        out = self.head_drop(self.pool(x))
+        if pre_logits:
+            return out
+        out = self.head(out)
+        if self.aux_head is not None and self.global_pool:
+            # Token labeling inference (LV-ViT, VOLO): the best patch-token score per class, at half weight.
+            aux = self.aux_head(self.head_drop(x[:, self.num_prefix_tokens:]))
+            out = out + 0.5 * aux.max(dim=1)[0]
+        return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
@@ -828,6 +887,7 @@ default_cfgs = generate_default_cfgs({
     't2t_vit_24.in1k': _release_cfg('t2t_vit_24.in1k', '82.3_T2T_ViT_24.pth.tar'),
     't2t_vit_24.tl_in1k': _release_cfg(
         't2t_vit_24.tl_in1k', '84.2_T2T_ViT_24.pth.tar',
+        classifier=('head', 'aux_head'),  # the token-labeling auxiliary head, see `use_aux_head`
         notes=('Trained with token labeling (https://github.com/zihangJiang/TokenLabeling).',),
     ),
     't2t_vit_t_14.in1k': _release_cfg('t2t_vit_t_14.in1k', '81.7_T2T_ViTt_14.pth.tar', **_TRANSFORMER_STEM),
@@ -841,14 +901,26 @@ default_cfgs = generate_default_cfgs({
 
 def _create_t2t_vit(variant: str, pretrained: bool = False, **kwargs: Any) -> T2TViT:
     out_indices = kwargs.pop('out_indices', 3)
-    return build_model_with_cfg(
-        T2TViT,
-        variant,
-        pretrained,
-        pretrained_filter_fn=checkpoint_filter_fn,
-        feature_cfg=dict(out_indices=out_indices, feature_cls='getter'),
-        **kwargs,
-    )
+    # Weights whose cfg lists an auxiliary classifier (token labeling) come with the aux head.
+    classifier = resolve_pretrained_cfg(
+        variant, kwargs.get('pretrained_cfg'), kwargs.get('pretrained_cfg_overlay')).classifier or ()
+    kwargs.setdefault('use_aux_head', 'aux_head' in ((classifier,) if isinstance(classifier, str) else classifier))
+
+    def build(load: bool, **build_kwargs: Any) -> T2TViT:
+        build_kwargs.setdefault('pretrained_filter_fn', checkpoint_filter_fn)
+        return build_model_with_cfg(
+            T2TViT,
+            variant,
+            load,
+            feature_cfg=dict(out_indices=out_indices, feature_cls='getter'),
+            **build_kwargs,
+        )
+
+    if not pretrained:
+        return build(False, **kwargs)
+    from .hub import build_pretrained  # lazy: hub.py imports this module
+    # The Hub first, through timm's loader; the official release file when the Hub has no repo for the tag.
+    return build_pretrained(build, variant, **kwargs)
 
 
 @register_model
