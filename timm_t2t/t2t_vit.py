@@ -70,6 +70,17 @@ RELEASE_URL = 'https://github.com/yitu-opensource/T2T-ViT/releases/download/main
 SOFT_SPLITS = ((7, 4, 2), (3, 2, 1), (3, 2, 1))
 
 
+def _soft_split_sliced(x: torch.Tensor, k: int, s: int, p: int, channels_last: bool) -> torch.Tensor:
+    """`soft_split` as k * k strided slices, for `torch.jit.trace`-based export: the TorchScript ONNX exporter (the
+    default of timm's `onnx_export.py`) cannot export `Tensor.unfold` when, as there, the batch size is dynamic."""
+    if not channels_last:
+        x = x.permute(0, 2, 3, 1)
+    x = F.pad(x, (0, 0, p, p, p, p))
+    h, w = (x.shape[1] - k) // s + 1, (x.shape[2] - k) // s + 1
+    cols = [x[:, i // k:i // k + s * (h - 1) + 1:s, i % k:i % k + s * (w - 1) + 1:s] for i in range(k * k)]
+    return torch.stack(cols, dim=-1).flatten(3)  # B, H', W', C * k * k (channel-major, as nn.Unfold)
+
+
 def soft_split(
         x: torch.Tensor,
         kernel_size: int,
@@ -91,17 +102,22 @@ def soft_split(
         the column order of `nn.Unfold`.
     """
     k, s, p = kernel_size, stride, padding
+    if torch.jit.is_tracing():
+        return _soft_split_sliced(x, k, s, p, channels_last)
     # NOTE strided views instead of nn.Unfold: a single copy, and no (B, C*k*k, L) -> (B, L, C*k*k) transpose round
     # trips between the T2T layers. The copy is arranged so that its reads run along contiguous memory.
-    if channels_last:
-        x = F.pad(x, (0, 0, p, p, p, p)).unfold(1, k, s).unfold(2, k, s)  # B, H', W', C, k, k
-        # One kernel position at a time, reading along the channels: ~3x faster than flattening the view, whose
-        # innermost reads stride over whole pixels. Same values.
-        x = torch.stack([x[..., i, j] for i in range(k) for j in range(k)], dim=-1)  # B, H', W', C, k * k
-    else:
+    if not channels_last:
         # Few channels (the image): stay channels-first, so the copy reads along the kernel rows.
         x = F.pad(x, (p, p, p, p)).unfold(2, k, s).unfold(3, k, s).permute(0, 2, 3, 1, 4, 5)  # B, H', W', C, k, k
-    return x.flatten(3)
+        return x.flatten(3)
+    x = F.pad(x, (0, 0, p, p, p, p)).unfold(1, k, s).unfold(2, k, s)  # B, H', W', C, k, k
+    if torch.is_grad_enabled():
+        # One copy whose backward is a single pass (unfold_backward).
+        return x.flatten(3)
+    # Without autograd, one kernel position at a time, reading along the channels: ~3x faster than flattening the
+    # view, whose innermost reads stride over whole pixels; same values. (Its backward would be k * k full-size
+    # scatters, hence only here.)
+    return torch.stack([x[..., i // k, i % k] for i in range(k * k)], dim=-1).flatten(3)  # B, H', W', C * k * k
 
 
 def soft_split_size(size: int, kernel_size: int, stride: int, padding: int) -> int:
@@ -159,7 +175,8 @@ def performer_attention(
     kp = (k @ wt).sub_(0.5 * (k * k).sum(dim=-1, keepdim=True)).exp_()
     denom = qp @ kp.sum(dim=1).unsqueeze(-1)  # B, T, 1
     kv = kp.transpose(1, 2) @ v  # B, M, E
-    out = (qp @ kv) / (denom + eps * w.shape[0])
+    # Normalise phi(q) (M wide) rather than the output (E wide): half the division, and half the tensor autograd keeps.
+    out = (qp / (denom + eps * w.shape[0])) @ kv
     return out.to(out_dtype)
 
 
@@ -174,9 +191,9 @@ def performer_attention_fp32(
     """`performer_attention` with autocast off, so AMP cannot lower its matmuls to fp16/bf16.
 
     A separate FX leaf because `torch.autocast` needs a concrete device type (FX proxies and the `meta` device, which
-    has no autocast, have none).
+    has no autocast, have none). TorchScript (e.g. scripting an FX graph that calls this) skips the autocast block.
     """
-    if q.device.type == 'meta':
+    if torch.jit.is_scripting() or q.device.type == 'meta':
         return performer_attention(q, k, v, w, eps)
     with torch.autocast(device_type=q.device.type, enabled=False):
         return performer_attention(q, k, v, w, eps)
@@ -290,11 +307,12 @@ class TokenAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v = self.qkv(x).unflatten(-1, (3, self.dim_out)).unbind(-2)
         if self.fused_attn:
+            # As one explicit head (B, 1, T, E): ONNX export supports only 4-D SDPA inputs; same kernel and numbers.
             y = F.scaled_dot_product_attention(
-                q, k, v,
+                q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1),
                 dropout_p=self.attn_drop.p if self.training else 0.,
                 scale=self.scale,
-            )
+            ).squeeze(1)
         else:
             attn = (q * self.scale) @ k.transpose(-2, -1)
             attn = self.attn_drop(attn.softmax(dim=-1))
@@ -789,28 +807,62 @@ def _adapt_input_channels(state_dict: Dict[str, torch.Tensor], model: T2TViT) ->
     """Adapt the stem's first T2T layer to `model.in_chans`, in place.
 
     The first layer is a LayerNorm + Linear over channel-major 7x7 patches, not a conv, so timm's generic conv
-    adaptation cannot do it: fold the Linear to (O, C, 7, 7) for `adapt_input_conv`, repeat/average the LayerNorm per
-    channel.
+    adaptation cannot do it. timm's rule (`adapt_input_conv`: sum over channels for one channel, else repeat cyclically
+    and scale by src / in_chans) is applied to the Linear folded to (O, C, 7, 7):
+
+    * more channels: the LayerNorm's per-channel weight and bias are repeated cyclically, so a model with a multiple
+      of the source channels gives on [x, x, ...] exactly what the source model gives on x;
+    * fewer channels: one channel cannot keep a per-channel LayerNorm affine, so the affine is folded into the Linear
+      first (weight, and bias where the Linear has one as in the Performer `kqv`) and the LayerNorm keeps an identity
+      affine. A 1-channel model then gives on a grey image exactly what the RGB model gives on it replicated to RGB.
+      The Transformer stem's `qkv` has no bias: its LayerNorm bias becomes the least-squares fit of the folded term,
+      which makes that relation approximate there.
+
+    The Transformer stem's attention scales by its input width (C * 49) ** -0.5, so its q rows are rescaled by
+    sqrt(in_chans / src) to keep the attention logits.
     """
     first = 'patch_embed.attn1.kqv' if model.patch_embed.t2t_layer == 'performer' else 'patch_embed.attn1.attn.qkv'
     weight = state_dict.get(f'{first}.weight')
-    area = SOFT_SPLITS[0][0] ** 2
+    k = SOFT_SPLITS[0][0]
+    area = k * k
     if weight is None or weight.shape[1] == model.in_chans * area:
         return
     src_chans = weight.shape[1] // area
-    k = SOFT_SPLITS[0][0]
-    folded = weight.reshape(weight.shape[0], src_chans, k, k)
-    state_dict[f'{first}.weight'] = adapt_input_conv(model.in_chans, folded, base_chans=src_chans).flatten(1)
+    dtype = weight.dtype
+    weight = weight.double()
+    norm_w, norm_b = state_dict.get('patch_embed.attn1.norm1.weight'), state_dict.get('patch_embed.attn1.norm1.bias')
+    bias = state_dict.get(f'{first}.bias')
+    fold = model.in_chans < src_chans and norm_w is not None and norm_b is not None
+    shift = None
+    if fold:
+        shift = weight @ norm_b.double()  # the LayerNorm bias' contribution to the Linear output
+        weight = weight * norm_w.double()
+        if bias is not None:
+            state_dict[f'{first}.bias'] = (bias.double() + shift).to(bias.dtype)
+            shift = None
+    weight = adapt_input_conv(model.in_chans, weight.reshape(weight.shape[0], src_chans, k, k), base_chans=src_chans)
+    weight = weight.flatten(1)
+    if model.patch_embed.t2t_layer == 'transformer':
+        # Its attention scale is (input width) ** -0.5, which changes with the channel count: rescale q to keep the
+        # attention logits (q . k * scale) unchanged.
+        q_gain = math.sqrt(model.in_chans / src_chans)
+        weight[:weight.shape[0] // 3] *= q_gain
+        if shift is not None:
+            shift[:shift.shape[0] // 3] *= q_gain
+    state_dict[f'{first}.weight'] = weight.to(dtype)
+    if fold:
+        state_dict['patch_embed.attn1.norm1.weight'] = torch.ones(model.in_chans * area, dtype=norm_w.dtype)
+        new_b = torch.zeros(model.in_chans * area, dtype=torch.float64)
+        if shift is not None:
+            new_b = torch.linalg.lstsq(weight, shift.unsqueeze(1)).solution.squeeze(1)
+        state_dict['patch_embed.attn1.norm1.bias'] = new_b.to(norm_b.dtype)
+        return
     for name in ('weight', 'bias'):
         key = f'patch_embed.attn1.norm1.{name}'
         if key in state_dict:
             per_chan = state_dict[key].reshape(src_chans, area)
-            if model.in_chans < src_chans:
-                per_chan = per_chan[:model.in_chans]
-            else:
-                reps = math.ceil(model.in_chans / src_chans)
-                per_chan = per_chan.repeat(reps, 1)[:model.in_chans]
-            state_dict[key] = per_chan.flatten()
+            reps = math.ceil(model.in_chans / src_chans)
+            state_dict[key] = per_chan.repeat(reps, 1)[:model.in_chans].flatten()
 
 
 def checkpoint_filter_fn(state_dict: Dict[str, Any], model: T2TViT) -> Dict[str, torch.Tensor]:
