@@ -53,7 +53,9 @@ VIT_PYTORCH_T2T_14_ARGS = dict(num_classes=1000, dim=384, depth=14, heads=6, dim
 T2T_MODELS = ('t2t_vit_14', 't2t_vit_t_14', 't2t_vit_7')
 VIT_MODELS = ('vit_small_patch16_224', 'deit_tiny_patch16_224')
 COMPARATORS_224 = (
-    't2t_vit_14', 't2t_vit_14:plain', 't2t_vit_t_14', 't2t_vit_t_14:plain', 't2t_vit_7', *VIT_MODELS, VIT_PYTORCH_T2T_14)
+    't2t_vit_14', 't2t_vit_14:plain', 't2t_vit_t_14', 't2t_vit_t_14:plain', 't2t_vit_7',
+    *VIT_MODELS, VIT_PYTORCH_T2T_14,
+)
 REFERENCES = ('vit_small_patch16_224', 'deit_tiny_patch16_224')
 MODES = ('infer', 'train')
 PATH_SUFFIXES = ('plain', 'compile')
