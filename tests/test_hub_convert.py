@@ -84,7 +84,10 @@ def test_convert_384(tmp_path):
 @pytest.mark.parametrize('name,size,gmacs', [
     ('t2t_vit_14.in1k', 224, 4.783), ('t2t_vit_t_14.in1k', 224, 6.089), ('t2t_vit_14.in1k_384', 384, 16.37)])
 def test_gmacs_match_spec(name, size, gmacs):
-    assert hub._count_gmacs(name, {}, (3, size, size)) == pytest.approx(gmacs, abs=0.01)
+    model = timm.create_model(name, device='meta')
+    assert hub.count_gmacs(model, (3, size, size)) == pytest.approx(gmacs, abs=0.01)
+    with pytest.raises(ValueError, match='meta device'):
+        hub.count_gmacs(timm.create_model('t2t_vit_7', depth=1), (3, 64, 64))
 
 
 def test_convert_refuses_other_architecture(tmp_path):

@@ -9,7 +9,9 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import timm_t2t  # noqa: F401  registers the models
-from timm_t2t.t2t_vit import HF_HUB_NAMESPACE, TokenPerformer, performer_attention, sinusoid_pos_embed
+from timm_t2t.t2t_vit import (
+    HF_HUB_NAMESPACE, BoolMaskDropout, TokenPerformer, TokenTransformer, layer_norm_linear, performer_attention,
+    sinusoid_pos_embed)
 
 ARCHS = [
     't2t_vit_7', 't2t_vit_10', 't2t_vit_12', 't2t_vit_14', 't2t_vit_19', 't2t_vit_24',
@@ -201,6 +203,70 @@ def test_default_path_builds_no_n_by_n_attention(arch):
         model(torch.randn(1, 3, 224, 224))
     if arch == 't2t_vit_t_14':  # the official arithmetic does build it: the probe can see one
         assert probe.largest >= n * n
+
+
+def _saved_for_backward(fn):
+    """Run fn() and return the tensors autograd saved for backward during it."""
+    saved = []
+
+    def pack(t):
+        saved.append(t)
+        return t
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    return out, saved
+
+
+@pytest.mark.parametrize('with_bias', [True, False])
+def test_layer_norm_linear_equals_norm_then_linear(with_bias):
+    torch.manual_seed(0)
+    norm, linear = torch.nn.LayerNorm(12), torch.nn.Linear(12, 7, bias=with_bias)
+    with torch.no_grad():
+        norm.weight.normal_()
+        norm.bias.normal_()
+    x = torch.randn(2, 5, 12, requires_grad=True)
+    params = [x, norm.weight, norm.bias, linear.weight] + ([linear.bias] if with_bias else [])
+    want = linear(norm(x))
+    got = layer_norm_linear(x, norm.weight, norm.bias, norm.eps, linear.weight, linear.bias)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    g = torch.randn_like(want)
+    for a, b in zip(torch.autograd.grad(got, params, g), torch.autograd.grad(want, params, g)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('layer_cls', [TokenPerformer, TokenTransformer])
+def test_first_t2t_layer_keeps_one_copy_of_the_patches_for_backward(layer_cls):
+    """The image patches (147 wide, no gradient) are the stem's widest activation: the layer keeps one copy of them
+    for backward (the normalised patches), not the LayerNorm's input and output both."""
+    layer = layer_cls(147, 64).train()
+    x = torch.randn(2, 30, 147)
+    _, saved = _saved_for_backward(lambda: layer(x))
+    assert sum(t.shape[-1:] == (147,) and t.numel() == x.numel() for t in saved) == 1
+    # negative control: the unfused norm -> linear keeps two
+    linear = layer.kqv if layer_cls is TokenPerformer else layer.attn.qkv
+    _, saved = _saved_for_backward(lambda: linear(layer.norm1(x)))
+    assert sum(t.shape[-1:] == (147,) and t.numel() == x.numel() for t in saved) == 2
+
+
+def test_bool_mask_dropout():
+    torch.manual_seed(0)
+    p = 0.1
+    x = torch.rand(200_000) + 1.
+    drop = BoolMaskDropout(p)
+    assert drop.eval()(x) is x
+    x.requires_grad_(True)
+    out, saved = _saved_for_backward(lambda: drop.train()(x))
+    dropped = out == 0
+    assert abs(dropped.float().mean().item() - p) < 0.005  # 7 standard deviations
+    torch.testing.assert_close(out[~dropped], x[~dropped] / (1 - p))
+    (grad,) = torch.autograd.grad(out.sum(), x)
+    torch.testing.assert_close(grad, (~dropped).float() / (1 - p))
+    # what backward keeps of the input's size is a bool mask (nn.Dropout keeps a float one on CPU)
+    assert [t.dtype for t in saved if t.numel() == x.numel()] == [torch.bool]
+    _, saved = _saved_for_backward(lambda: torch.nn.Dropout(p).train()(x))
+    assert [t.dtype for t in saved if t.numel() == x.numel()] == [torch.float32]
+    assert (BoolMaskDropout(1.).train()(x) == 0).all()
+    assert torch.equal(BoolMaskDropout(0.).train()(x), x)
 
 
 @pytest.mark.parametrize('tag', PRETRAINED)

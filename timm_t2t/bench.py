@@ -44,6 +44,7 @@ import torch.nn.functional as F
 import timm
 
 from . import t2t_vit  # noqa: F401  (registers the t2t_vit_* models)
+from .hub import count_gmacs
 
 # vit-pytorch's T2TViT (lucidrains) built like T2T-ViT-14: width 384, 14 blocks, 6 heads of 64, MLP 1152; its
 # T2T layers keep the full unfolded width (no token_dim reduction). 34.60M params, 17.10 GMACs at 224.
@@ -172,15 +173,10 @@ def create_bench_model(spec: str, img_size: int, device: torch.device) -> nn.Mod
     return model
 
 
-def count_gmacs(spec: str, img_size: int) -> float:
-    """Multiply-accumulates (G) of one forward of one image, counted on the `meta` device."""
-    from torch.utils.flop_counter import FlopCounterMode
-    name, _, _ = parse_spec(spec)  # the path and compilation change no arithmetic count
-    model = create_bench_model(name, img_size, torch.device('meta')).eval()
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        model(torch.empty(1, 3, img_size, img_size, device='meta'))
-    return counter.get_total_flops() / 2e9
+def spec_gmacs(spec: str, img_size: int) -> float:
+    """GMACs of one image for a model spec; the path and compilation change no arithmetic count."""
+    name, _, _ = parse_spec(spec)
+    return count_gmacs(create_bench_model(name, img_size, torch.device('meta')), (3, img_size, img_size))
 
 
 def count_params(model: nn.Module) -> int:
@@ -576,7 +572,7 @@ def benchmark(
     params = {(c.model, c.img_size): count_params(runner.model(c)) for c in cases}
     runner.release()
     peaks = measure_memory(cases, runner, threads, log=log) if memory else {}
-    gmacs = {key: count_gmacs(*key) for key in dict.fromkeys((c.model, c.img_size) for c in cases)}
+    gmacs = {key: spec_gmacs(*key) for key in dict.fromkeys((c.model, c.img_size) for c in cases)}
 
     rows = []
     for c in cases:

@@ -302,7 +302,7 @@ def _model_rows() -> List[Dict[str, Any]]:
             buffers = sum(b.numel() for b in model.buffers())  # the frozen pos_embed and Performer features
             top1, top5 = hub.RELEASE_ACCURACY.get(name, (None, None))
             cached = None
-            if cfg.hf_hub_id and hub._hub_weights(cfg.hf_hub_id, None):  # noqa: SLF001  timm's Hub file names
+            if cfg.hf_hub_id and hub.cached_hub_weights(cfg.hf_hub_id):
                 cached = 'hub'
             elif cfg.url and hub.cached_release(cfg.url):
                 cached = 'release'
@@ -313,7 +313,7 @@ def _model_rows() -> List[Dict[str, Any]]:
                 params=params,
                 params_with_buffers=params + buffers,
                 # every matmul incl. attention, counted by torch's flop counter on the meta device (spec section 5)
-                gmacs=round(hub._count_gmacs(name, {}, cfg.input_size), 3),  # noqa: SLF001
+                gmacs=round(hub.count_gmacs(model, cfg.input_size), 3),
                 img_size=cfg.input_size[-1],
                 top1=top1,
                 top5=top5,

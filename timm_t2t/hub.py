@@ -371,7 +371,7 @@ def _weights_source(cfg: Dict[str, Any]) -> str:
     return ''
 
 
-def _hub_weights(hub_id: str, cache_dir: Optional[PathLike]) -> Optional[str]:
+def cached_hub_weights(hub_id: str, cache_dir: Optional[PathLike] = None) -> Optional[str]:
     """Path of the cached weights file timm would load for a Hub id, or None."""
     repo_id, _, revision = hub_id.partition('@')
     for filename in ('model.safetensors', 'pytorch_model.bin'):
@@ -442,14 +442,14 @@ def build_pretrained(build: Callable[..., nn.Module], variant: str, **kwargs: An
         return build(True, pretrained_filter_fn=_checked_filter(str(where), strict), **kwargs)
 
     hub_id = cfg['hf_hub_id']
-    cached = _hub_weights(hub_id, cache_dir)
+    cached = cached_hub_weights(hub_id, cache_dir)
     described = f'{hub_id} on {constants.ENDPOINT}'
     try:
         model = build(True, pretrained_filter_fn=_checked_filter(described, strict), **kwargs)
     except PretrainedWeightsError:
         raise
     except Exception as e:
-        fresh = None if cached else _hub_weights(hub_id, cache_dir)
+        fresh = None if cached else cached_hub_weights(hub_id, cache_dir)
         if fresh:
             _verify_hub_download(hub_id, fresh)
         url = cfg.get('url')
@@ -468,7 +468,7 @@ def build_pretrained(build: Callable[..., nn.Module], variant: str, **kwargs: An
             raise _hub_error(e, hub_id, not_on_hub, url, cache_dir) from e
         raise
     if not cached:
-        fresh = _hub_weights(hub_id, cache_dir)
+        fresh = cached_hub_weights(hub_id, cache_dir)
         if fresh:
             _verify_hub_download(hub_id, fresh)
     return model
@@ -589,14 +589,19 @@ def _resolve_name(model_name: str) -> Tuple[str, str]:
     return arch, tag
 
 
-def _count_gmacs(name: str, model_kwargs: Dict[str, Any], input_size: Tuple[int, int, int]) -> float:
-    """Multiply-accumulates of one image: FLOPs / 2 of every matmul incl. attention, counted on the meta device."""
+def count_gmacs(model: nn.Module, input_size: Tuple[int, int, int]) -> float:
+    """Multiply-accumulates (G) of one forward of one image: FLOPs / 2 of every matmul, attention included.
+
+    Args:
+        model: A model on the `meta` device (build it under `torch.device('meta')`): shapes only, no compute. There
+            fused attention decomposes into its matmuls, so the counter sees them.
+        input_size: (C, H, W).
+    """
     from torch.utils.flop_counter import FlopCounterMode
-    with torch.device('meta'):
-        model = timm.create_model(name, **model_kwargs).eval()
-    model.set_fused_attn(False)  # the counter has no formula for every SDPA kernel; explicit matmuls are counted
+    if not all(p.is_meta for p in model.parameters()):
+        raise ValueError('count_gmacs needs a model on the meta device, e.g. timm.create_model(name, device="meta").')
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(torch.empty(1, *input_size, device='meta'))
+        model.eval()(torch.empty(1, *input_size, device='meta'))
     return counter.get_total_flops() / 2e9
 
 
@@ -682,7 +687,7 @@ def convert_checkpoint(
 
             steps.set_postfix_str('card')
             params = sum(t.numel() for t in original.state_dict().values())
-            gmacs = _count_gmacs(name, model_kwargs, input_size)
+            gmacs = count_gmacs(timm.create_model(name, device='meta', **model_kwargs), input_size)
             card = model_card(
                 name, original, params=params, gmacs=gmacs, max_abs_diff=diff, num_inputs=x.shape[0],
                 source_url=source_url or checkpoint.name, source_sha256=sha256, source_entry=entry,
