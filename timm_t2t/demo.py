@@ -229,7 +229,7 @@ def hub_unreachable_reason(timeout: float = 3.0) -> Optional[str]:
     """
     from huggingface_hub import constants
 
-    if constants.is_offline_mode():
+    if constants.HF_HUB_OFFLINE:
         return 'HF_HUB_OFFLINE is set'
     url = urlparse(constants.ENDPOINT)
     host, port = url.hostname, url.port or (443 if url.scheme == 'https' else 80)

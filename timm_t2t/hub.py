@@ -29,9 +29,9 @@ from urllib.parse import urlparse
 import safetensors.torch
 import torch
 import torch.nn as nn
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, constants, try_to_load_from_cache
-from huggingface_hub.file_download import http_get
+from huggingface_hub.file_download import http_get, repo_folder_name
 from huggingface_hub.utils import (
     EntryNotFoundError,
     GatedRepoError,
@@ -297,7 +297,7 @@ def download_release(url: str, cache_dir: Optional[PathLike] = None, progress: O
     dest = folder / name
     if dest.is_file():
         return dest
-    if constants.is_offline_mode():
+    if constants.HF_HUB_OFFLINE:
         raise DownloadError(
             f'HF_HUB_OFFLINE=1 and {name} is not cached in {folder}: load it once online, copy the file there, or '
             f'pass pretrained_cfg_overlay=dict(file=PATH).')
@@ -465,6 +465,7 @@ def build_pretrained(build: Callable[..., nn.Module], variant: str, **kwargs: An
             _logger.info(f'{hub_id} is not cached and the Hub cannot be reached: using the cached release of {url}.')
             return _build_from_release(build, kwargs, url, cache_dir, strict)
         if not_on_hub or _is_download_error(e):
+            _discard_partial_downloads(hub_id, cache_dir)
             raise _hub_error(e, hub_id, not_on_hub, url, cache_dir) from e
         raise
     if not cached:
@@ -475,11 +476,25 @@ def build_pretrained(build: Callable[..., nn.Module], variant: str, **kwargs: An
 
 
 def _is_download_error(error: BaseException) -> bool:
-    # OSError covers huggingface_hub's HTTP and size-consistency errors; the HTTP client's own errors (httpx, or
-    # requests in older huggingface_hub) are matched by module so that other failures (a bad model kwarg) pass through.
+    # OSError covers huggingface_hub's HTTP and size-consistency errors; the HTTP client's own errors (httpx) are
+    # matched by module so that other failures (a bad model kwarg) pass through.
     module = type(error).__module__.split('.')[0]
-    return isinstance(error, (OSError, EntryNotFoundError)) or module in (
-        'huggingface_hub', 'httpx', 'httpx2', 'httpcore', 'requests', 'urllib3')
+    clients = ('huggingface_hub', 'httpx', 'httpx2', 'httpcore')
+    return isinstance(error, (OSError, EntryNotFoundError)) or module in clients
+
+
+def _discard_partial_downloads(hub_id: str, cache_dir: Optional[PathLike]) -> None:
+    """Remove the `.incomplete` blobs a failed Hub download left (some huggingface_hub versions keep them to resume),
+    each under huggingface_hub's own lock for that blob, so another process's download in progress is left alone."""
+    cache = Path(cache_dir or constants.HF_HUB_CACHE)
+    folder = repo_folder_name(repo_id=hub_id.partition('@')[0], repo_type='model')
+    for partial in (cache / folder / 'blobs').glob('*.incomplete'):
+        lock = cache / '.locks' / folder / (partial.name[:-len('.incomplete')] + '.lock')
+        try:
+            with FileLock(str(lock), timeout=0):
+                partial.unlink(missing_ok=True)
+        except Timeout:
+            pass
 
 
 def _hub_error(
@@ -496,7 +511,7 @@ def _hub_error(
             f'release URL to fall back to: check the model name and tag, or pass pretrained_cfg_overlay=dict('
             f'file=PATH).')
     if isinstance(error, LocalEntryNotFoundError):
-        if constants.is_offline_mode():
+        if constants.HF_HUB_OFFLINE:
             return DownloadError(
                 f'HF_HUB_OFFLINE=1 and the weights of {hub_id} are not in the cache ({cache})'
                 f'{" nor is the release file " + os.path.basename(url) if url else ""}: load the model once online '
