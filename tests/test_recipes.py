@@ -1,7 +1,8 @@
-"""The official training recipes in recipes/*.yaml: one per released model, parseable, and made of real train.py
-arguments (checked with timm's own train.py argument parser when TIMM_SCRIPTS_DIR names a timm checkout, else against
-the argument list below)."""
+"""The official training recipes in timm_t2t/recipes/*.yaml (package data): one per released model, parseable, and
+made of real train.py arguments (checked with timm's own train.py argument parser when TIMM_SCRIPTS_DIR names a timm
+checkout, else against the argument list below); found by name with `timm_t2t.recipes` and `timm-t2t recipes`."""
 import importlib.util
+import json
 import os
 import re
 import sys
@@ -12,9 +13,9 @@ import pytest
 import yaml
 
 import timm
-import timm_t2t  # noqa: F401
-
-RECIPES = Path(__file__).resolve().parents[1] / 'recipes'
+import timm_t2t  # registers the models
+from timm_t2t import cli
+from timm_t2t.recipes import RECIPES_DIR as RECIPES, list_recipes, recipe_path
 SCRIPTS_DIR = os.environ.get('TIMM_SCRIPTS_DIR')
 # Token-labeling weights were trained with the TokenLabeling code base (dense teacher labels, auxiliary head), which
 # train.py cannot express and whose T2T-ViT-24 settings are unpublished: no config for them.
@@ -97,3 +98,56 @@ def test_recipe_through_train_py_parser(path, monkeypatch):
         action = next(a for a in train.parser._actions if a.dest == key)
         if action.type in (int, float):
             assert isinstance(value, (int, float)) and not isinstance(value, bool), key
+
+
+# --- finding a recipe: timm_t2t.recipes and `timm-t2t recipes` --------------------------------------------------------
+
+
+def test_recipes_ship_inside_the_package():
+    assert RECIPES == Path(timm_t2t.__file__).resolve().parent / 'recipes'
+    assert list_recipes() == {p.stem: p for p in sorted(RECIPES.glob('*.yaml'))}
+    assert list(list_recipes()) == [n for n in timm.list_pretrained('t2t_vit*') if n not in NOT_TRAIN_PY]  # timm's order
+
+
+def test_recipe_path_by_tag_and_by_architecture_default_tag():
+    assert recipe_path('t2t_vit_14.in1k_384') == RECIPES / 't2t_vit_14.in1k_384.yaml'
+    for name in list_recipes():
+        arch = name.split('.')[0]
+        # a bare architecture means timm's default tag, as for timm.create_model(arch, pretrained=True)
+        assert recipe_path(arch).stem == f'{arch}.{timm.models.get_pretrained_cfg(arch).tag}'
+
+
+@pytest.mark.parametrize('name, message', [
+    ('t2t_vit_14.in21k', "no recipe 't2t_vit_14.in21k' (did you mean 't2t_vit_14.in1k'?)"),
+    ('t2t_vit_24.tl_in1k', 'TokenLabeling'),
+    ('resnet50', "no recipe 'resnet50'"),
+])
+def test_unknown_recipe_says_what_exists(name, message):
+    with pytest.raises(ValueError, match=re.escape(message)) as e:
+        recipe_path(name)
+    if name != 't2t_vit_24.tl_in1k':
+        assert all(n in str(e.value) for n in list_recipes())
+
+
+def test_cli_recipes_lists_names_and_paths(capsys):
+    assert cli.main(['recipes']) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert {name: Path(path) for name, path in rows} == list_recipes()
+    assert cli.main(['recipes', '--json']) == 0
+    assert {k: Path(v) for k, v in json.loads(capsys.readouterr().out).items()} == list_recipes()
+
+
+def test_cli_recipe_prints_one_path_for_train_py_config(capsys):
+    assert cli.main(['recipes', 't2t_vit_14.in1k']) == 0
+    out = capsys.readouterr().out
+    assert out == f"{RECIPES / 't2t_vit_14.in1k.yaml'}\n"  # nothing else: `--config "$(timm-t2t recipes NAME)"`
+    assert _load(Path(out.strip()))['model'] == 't2t_vit_14'
+
+
+def test_cli_unknown_recipe_is_one_line_exit_2(capsys):
+    assert cli.main(['recipes', 't2t_vit_99']) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ''
+    err = captured.err.strip()
+    assert '\n' not in err and err.startswith("timm-t2t recipes: error: no recipe 't2t_vit_99'")
+    assert 't2t_vit_t_24.in1k' in err

@@ -3,6 +3,7 @@
     timm-t2t list [--json]                        every architecture and pretrained tag
     timm-t2t predict IMAGE... --model NAME[.TAG]  top-k classes, preprocessing from the model's pretrained cfg
     timm-t2t features IMAGE --model NAME          shapes of every feature map, optionally saved as safetensors
+    timm-t2t recipes [NAME]                       the official training recipes (train.py --config files)
     timm-t2t demo                                 fine-tune t2t_vit_7 on generated images, offline, CPU
     timm-t2t convert | push | bench               weights conversion, Hub publishing, benchmarks
 
@@ -397,6 +398,23 @@ def cmd_features(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_recipes(args: argparse.Namespace) -> int:
+    """Names and paths of the shipped train.py recipes, or one path (no torch or timm import)."""
+    from .recipes import list_recipes, recipe_path
+
+    if args.name:
+        print(recipe_path(args.name))  # the path alone: `train.py --config "$(timm-t2t recipes NAME)"`
+        return 0
+    recipes = list_recipes()
+    if args.json:
+        print(json.dumps({name: str(path) for name, path in recipes.items()}, indent=1))
+        return 0
+    width = max(map(len, recipes))
+    for name, path in recipes.items():
+        print(f'{name:<{width}}  {path}')
+    return 0
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Parser and entry point
 
@@ -502,6 +520,15 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     p.add_argument('--model-kwargs', nargs='+', type=_key_value, default=[], metavar='KEY=VALUE', help=kwargs_help)
     p.add_argument('--out', metavar='FILE.safetensors', help='save the maps, keyed by module name')
     p.set_defaults(func=cmd_features)
+
+    p = subs.add_parser('recipes', parents=[common], help='the official training recipes as train.py configs',
+                        description='The official ImageNet-1k training recipe of every released checkpoint, as a '
+                                    'timm train.py config file shipped with the package. With NAME, print only its '
+                                    'path: train.py --config "$(timm-t2t recipes t2t_vit_14.in1k)" ...')
+    p.add_argument('name', nargs='?', metavar='NAME',
+                   help='ARCH.TAG, e.g. t2t_vit_14.in1k_384 (ARCH alone: its default tag, in1k)')
+    p.add_argument('--json', action='store_true', help='machine-readable output: {name: path}')
+    p.set_defaults(func=cmd_recipes)
 
     for name, (_, _, _, help_text) in DELEGATED.items():
         sub = subs.add_parser(name, parents=[common], help=help_text)
