@@ -1,25 +1,79 @@
-"""Shared test helpers: the official golden fixtures in ../shared/fixtures/official."""
+"""Shared test helpers: golden outputs of the official implementation, and seeded checkpoints for plumbing tests.
+
+Two golden sets of one format (see tests/data/official/README.md):
+- `tests/data/official/`: the compact set that ships with the repository; every run uses it.
+- `../shared/fixtures/official/` beside the checkout: larger cases at real widths; used as well when present (its
+  cases are added to the parametrized parity and conversion tests, ids prefixed `shared/`), never required.
+"""
+import atexit
+import functools
 import json
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
 
-FIXTURES = Path(__file__).resolve().parents[2] / 'shared' / 'fixtures' / 'official'
+FIXTURES = Path(__file__).resolve().parent / 'data' / 'official'
+SHARED_FIXTURES = Path(__file__).resolve().parents[2] / 'shared' / 'fixtures' / 'official'
 
 
-def fixture_cases() -> List[Dict[str, Any]]:
-    """The manifest's cases; fails loudly (not a skip) when the fixtures are missing."""
+def _read_manifest(folder: Path, label: str) -> List[Dict[str, Any]]:
+    cases = json.loads((folder / 'manifest.json').read_text())
+    return [{**case, 'dir': folder, 'id': f"{label}/{case['case']}"} for case in cases]
+
+
+def fixture_cases(include_shared: bool = True) -> List[Dict[str, Any]]:
+    """Golden cases, each with `dir` (its folder) and `id`: the in-repo set, then the shared set when present."""
     manifest = FIXTURES / 'manifest.json'
-    if not manifest.exists():
-        raise FileNotFoundError(f'{manifest} not found: the official fixtures must sit at ../shared beside the checkout')
-    return json.loads(manifest.read_text())
+    if not manifest.exists():  # part of the repository: its absence is a broken checkout, not a reason to skip
+        raise FileNotFoundError(f'{manifest} not found: the golden data ships with the repository (tests/data).')
+    cases = _read_manifest(FIXTURES, 'repo')
+    if include_shared and (SHARED_FIXTURES / 'manifest.json').exists():
+        cases += _read_manifest(SHARED_FIXTURES, 'shared')
+    return cases
+
+
+def golden_case(name: str) -> Dict[str, Any]:
+    """One case of the in-repo set, by name (e.g. `tiny_performer_64`)."""
+    return next(c for c in fixture_cases(include_shared=False) if c['case'] == name)
 
 
 def checkpoint_files(case: Dict[str, Any]) -> List[Path]:
     """Weight files of a case: the release-style .pth.tar files, else CASE.safetensors."""
     names = case.get('checkpoint_files') or [f"{case['case']}.safetensors"]
-    return [FIXTURES / n for n in names]
+    return [case['dir'] / n for n in names]
+
+
+def expected_file(case: Dict[str, Any]) -> Path:
+    """The official outputs of a case: `input`, `logits`, `pre_logits`."""
+    return case['dir'] / f"{case['case']}.expected.safetensors"
+
+
+_SEEDED_DIR = Path(tempfile.mkdtemp(prefix='timm-t2t-tests-'))
+atexit.register(shutil.rmtree, _SEEDED_DIR, True)
+
+
+@functools.lru_cache(maxsize=None)
+def seeded_checkpoint(arch: str, seed: int = 0, **model_kwargs: Any) -> Path:
+    """A safetensors checkpoint of `arch` at its real size with seeded random weights, written once per session.
+
+    For tests of plumbing (command line, conversion, publishing) that need a full-size model but no golden outputs:
+    the in-repo golden cases are deliberately narrow.
+    """
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    import timm_t2t  # noqa: F401  registers the models
+
+    torch.manual_seed(seed)
+    model = timm.create_model(arch, **model_kwargs)
+    suffix = ''.join(f'_{k}{v}' for k, v in sorted(model_kwargs.items()))
+    path = _SEEDED_DIR / f'{arch}_seed{seed}{suffix}.safetensors'
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return path
 
 
 @pytest.fixture(scope='session')

@@ -1,6 +1,7 @@
 """The `timm-t2t` command line: list, predict, features, the delegated commands, bad input, and the demo.
 
-Weights come from the official fixtures (`pretrained=True` with `file=`) or from checkpoints written here; nothing
+Weights are seeded random checkpoints at the real sizes (conftest.seeded_checkpoint, loaded with `pretrained=True` and
+`file=`) or checkpoints written here; nothing
 reaches the network (the Hub-reachable branch of the demo runs against the loopback stand-in). Expected values are
 computed independently of the CLI: images preprocessed by hand as the spec says (resize the shorter side to
 floor(S / crop_pct) bicubic, center crop, ImageNet mean/std) and run through the model directly.
@@ -23,12 +24,12 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import timm_t2t  # noqa: F401  registers the models
-from conftest import FIXTURES
+from conftest import seeded_checkpoint
 from hub_standin import StandIn
 from timm_t2t import cli, demo
 
-F7 = FIXTURES / 't2t_vit_7_full.safetensors'
-F14_D2 = FIXTURES / 't2t_vit_14_d2.safetensors'
+F7 = seeded_checkpoint('t2t_vit_7')
+F14_D2 = seeded_checkpoint('t2t_vit_14', depth=2)
 MEAN = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
 STD = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -103,7 +104,7 @@ def images(tmp_path_factory) -> Dict[str, Path]:
 
 @pytest.fixture(scope='module')
 def model7() -> torch.nn.Module:
-    """t2t_vit_7 with the fixture weights, loaded the documented way (not through the CLI)."""
+    """t2t_vit_7 with the seeded weights, loaded the documented way (not through the CLI)."""
     return timm.create_model('t2t_vit_7', pretrained=True, pretrained_cfg_overlay=dict(file=str(F7))).eval()
 
 
@@ -222,7 +223,7 @@ def test_predict_save_for_hf_folder(images, tmp_path, capsys):
 def test_predict_infers_resolution_from_pos_embed(images, capsys):
     """A 384 checkpoint without config: the model is built at 384 (24 x 24 tokens), not resampled to 224."""
     rc, out, err = run_cli(capsys, 'predict', images['wide'], '--model', 't2t_vit_14', '--model-kwargs', 'depth=1',
-                           '--weights', FIXTURES / 't2t_vit_14_d1_384.safetensors', '--top-k', 1)
+                           '--weights', seeded_checkpoint('t2t_vit_14', depth=1, img_size=384), '--top-k', 1)
     assert rc == 0, err
     assert 'input 384x384' in out
 

@@ -19,16 +19,17 @@ from huggingface_hub import constants, try_to_load_from_cache
 from safetensors.torch import load_file, save_file
 
 import timm_t2t  # noqa: F401  registers the models
-from conftest import FIXTURES
+from conftest import checkpoint_files, expected_file, golden_case, seeded_checkpoint
 from hub_standin import StandIn
 from timm_t2t import hub
 from timm_t2t.hub import (
     CheckpointMismatchError, ChecksumError, DownloadError, PretrainedWeightsError, convert_checkpoint)
 from timm_t2t.t2t_vit import checkpoint_filter_fn
 
-RELEASE = FIXTURES / 'release_t2t_vit_7_d1.pth.tar'
-EXPECTED = FIXTURES / 'release_t2t_vit_7_d1.expected.safetensors'
-NAME, KWARGS, REPO = 't2t_vit_7.in1k', dict(depth=1), 'timm-t2t/t2t_vit_7.in1k'
+CASE = golden_case('tiny_release_64')  # t2t_vit_7 stem, narrow backbone, release .pth.tar layout
+RELEASE = checkpoint_files(CASE)[0]
+EXPECTED = expected_file(CASE)
+NAME, KWARGS, REPO = 't2t_vit_7.in1k', CASE['model_kwargs'], 'timm-t2t/t2t_vit_7.in1k'
 RELEASE_PATH = '/yitu-opensource/T2T-ViT/releases/download/main/71.7_T2T_ViT_7.pth.tar'
 WEIGHTS = f'/{REPO}/resolve/main/model.safetensors'
 TOL = 1e-4
@@ -121,10 +122,10 @@ def test_hub_round_trip(server, caches, converted):
 
 
 def test_hf_hub_name_uses_config(server, caches, converted):
-    """`hf-hub:` reads config.json: architecture and depth=1 come from the repo."""
+    """`hf-hub:` reads config.json: architecture and model args (the narrow backbone) come from the repo."""
     publish(server, converted)
     model = timm.create_model(f'hf-hub:{REPO}', pretrained=True)
-    assert len(model.blocks) == 1
+    assert len(model.blocks) == 2 and model.embed_dim == 64
     assert max_diff(model) <= TOL
 
 
@@ -257,19 +258,19 @@ def test_release_download_faults(server, caches, no_retry_wait, monkeypatch, fau
 def test_other_architecture(server, caches, tmp_path):
     """A Hub repo (or file) holding another architecture's weights: sizes named, nothing loaded."""
     other = timm.create_model('t2t_vit_t_14', depth=2)
-    state_dict = checkpoint_filter_fn(load_file(FIXTURES / 't2t_vit_t_14_d2.safetensors'), other)
+    state_dict = checkpoint_filter_fn(load_file(seeded_checkpoint('t2t_vit_t_14', depth=2)), other)
     save_file(state_dict, tmp_path / 'model.safetensors')
     server.repos[REPO] = {'model.safetensors': (tmp_path / 'model.safetensors').read_bytes()}
     with pytest.raises(CheckpointMismatchError) as e:
         timm.create_model(NAME, pretrained=True, **KWARGS)
     message = str(e.value)
     assert REPO in message and 'does not fit t2t_vit_7' in message
-    assert 'cls_token: model (1, 1, 256), checkpoint (1, 1, 384)' in message
-    assert 'transformer stem, embed_dim 384, depth 2' in message and 'performer stem, embed_dim 256, depth 1' in message
+    assert 'cls_token: model (1, 1, 64), checkpoint (1, 1, 384)' in message
+    assert 'transformer stem, embed_dim 384, depth 2' in message and 'performer stem, embed_dim 64, depth 2' in message
     assert not partial_files(caches)
-    with pytest.raises(CheckpointMismatchError, match='t2t_vit_14_d2.safetensors does not fit'):
-        timm.create_model(NAME, pretrained=True, **KWARGS, pretrained_cfg_overlay=dict(
-            file=str(FIXTURES / 't2t_vit_14_d2.safetensors')))
+    other_file = seeded_checkpoint('t2t_vit_14', depth=2)
+    with pytest.raises(CheckpointMismatchError, match=f'{other_file.name} does not fit'):
+        timm.create_model(NAME, pretrained=True, **KWARGS, pretrained_cfg_overlay=dict(file=str(other_file)))
 
 
 def test_missing_file(server, caches, tmp_path):
@@ -295,7 +296,8 @@ from safetensors.torch import load_file
 expected = load_file(sys.argv[1])
 result = {}
 for key, overlay in (('hub', {}), ('release', dict(hf_hub_id='timm-t2t/not-published', url=sys.argv[2]))):
-    model = timm.create_model('t2t_vit_7.in1k', pretrained=True, depth=1, pretrained_cfg_overlay=overlay).eval()
+    model = timm.create_model('t2t_vit_7.in1k', pretrained=True, pretrained_cfg_overlay=overlay,
+                              **json.loads(sys.argv[3])).eval()
     with torch.no_grad():
         result[key] = (model(expected['input']) - expected['logits']).abs().max().item()
 print(json.dumps(result))
@@ -313,7 +315,7 @@ def test_two_processes_then_offline(server, converted, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(('HF_', 'HUGGINGFACE_'))}
     env.update(HF_HOME=str(tmp_path / 'hf_home'), TORCH_HOME=str(tmp_path / 'torch'),
                HF_HUB_DISABLE_PROGRESS_BARS='1', HF_ENDPOINT=server.url)
-    cmd = [sys.executable, str(script), str(EXPECTED), release_url(server)]
+    cmd = [sys.executable, str(script), str(EXPECTED), release_url(server), json.dumps(KWARGS)]
     procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
     outputs = [p.communicate(timeout=300) for p in procs]

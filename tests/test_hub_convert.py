@@ -13,20 +13,27 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 import timm_t2t  # noqa: F401  registers the models
-from conftest import FIXTURES
+from conftest import checkpoint_files, expected_file, fixture_cases, golden_case, seeded_checkpoint
 from hub_standin import StandIn
 from timm_t2t import convert, hub, publish
 from timm_t2t.hub import CheckpointMismatchError, PretrainedWeightsError, convert_checkpoint, read_checkpoint
 
 TOL = 1e-4
+RELEASE_CASE = golden_case('tiny_release_64')  # t2t_vit_7 stem, narrow backbone, release .pth.tar layout
+RELEASE = checkpoint_files(RELEASE_CASE)[0]
+RELEASE_KWARGS = RELEASE_CASE['model_kwargs']
+# Token labeling on t2t_vit_24's Performer stem: the 224 px golden case, its backbone narrowed the same way
+TL_CASE = golden_case('tiny_performer_224')
+TL_KWARGS = {k: v for k, v in TL_CASE['model_kwargs'].items() if k != 'num_classes'}
+TL_DIM = TL_KWARGS['embed_dim']
 
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def logits_diff(model: torch.nn.Module, case: str) -> float:
-    expected = load_file(FIXTURES / f'{case}.expected.safetensors')
+def logits_diff(model: torch.nn.Module, case: dict) -> float:
+    expected = load_file(expected_file(case))
     with torch.no_grad():
         return (model.eval()(expected['input']) - expected['logits']).abs().max().item()
 
@@ -40,9 +47,9 @@ def leftovers(parent: Path, name: str):
 
 
 def test_convert_release_fixture(tmp_path):
-    src = FIXTURES / 'release_t2t_vit_7_d1.pth.tar'
+    src = RELEASE
     out = tmp_path / 't2t_vit_7.in1k'
-    result = convert_checkpoint(src, 't2t_vit_7.in1k', out, model_kwargs=dict(depth=1), progress=False)
+    result = convert_checkpoint(src, 't2t_vit_7.in1k', out, model_kwargs=RELEASE_KWARGS, progress=False)
     assert sorted(p.name for p in out.iterdir()) == ['README.md', 'config.json', 'model.safetensors']
     assert result.max_abs_diff <= TOL and result.source_sha256 == sha256(src)
 
@@ -54,7 +61,7 @@ def test_convert_release_fixture(tmp_path):
 
     config = json.loads((out / 'config.json').read_text())
     assert config['architecture'] == 't2t_vit_7' and config['num_classes'] == 1000
-    assert config['model_args']['depth'] == 1
+    assert config['model_args']['depth'] == 2 and config['model_args']['embed_dim'] == 64
     assert config['pretrained_cfg']['license'] == 'bsd-3-clause-clear'
     assert 'url' not in config['pretrained_cfg'] and 'hf_hub_id' not in config['pretrained_cfg']
 
@@ -63,22 +70,27 @@ def test_convert_release_fixture(tmp_path):
     assert card.data.datasets == ['imagenet-1k'] and 'timm' in card.data.tags
     assert 'https://arxiv.org/abs/2101.11986' in card.text and sha256(src) in card.text
     assert '`state_dict_ema` entry' in card.text and 'max |logit difference| = ' in card.text
-    assert 'Not applicable' in card.text and not card.data.eval_results  # depth=1 is not the released model
+    assert 'Not applicable' in card.text and not card.data.eval_results  # a narrow backbone is not the released model
 
     # The folder loads through timm alone and reproduces the official outputs.
-    assert logits_diff(timm.create_model(f'local-dir:{out}', pretrained=True), 'release_t2t_vit_7_d1') <= TOL
+    assert logits_diff(timm.create_model(f'local-dir:{out}', pretrained=True), RELEASE_CASE) <= TOL
 
 
 def test_convert_384(tmp_path):
     """The 384 tag sets the image size (position table of 577 tokens) without an img_size argument."""
     out = tmp_path / '384'
-    convert_checkpoint(FIXTURES / 't2t_vit_14_d1_384.safetensors', 't2t_vit_14.in1k_384', out,
-                       model_kwargs=dict(depth=1), progress=False)
+    source = seeded_checkpoint('t2t_vit_14', depth=1, img_size=384)
+    convert_checkpoint(source, 't2t_vit_14.in1k_384', out, model_kwargs=dict(depth=1), progress=False)
     config = json.loads((out / 'config.json').read_text())
     assert config['pretrained_cfg']['input_size'] == [3, 384, 384]
     with safe_open(str(out / 'model.safetensors'), 'pt') as f:
         assert f.get_slice('pos_embed').get_shape() == [1, 577, 384]
-    assert logits_diff(timm.create_model(f'local-dir:{out}', pretrained=True), 't2t_vit_14_d1_384') <= TOL
+    reference = timm.create_model('t2t_vit_14', depth=1, img_size=384)
+    reference.load_state_dict(load_file(source))  # plain load_state_dict: no filter, no conversion
+    x = torch.randn(1, 3, 384, 384)
+    with torch.no_grad():
+        converted = timm.create_model(f'local-dir:{out}', pretrained=True).eval()
+        torch.testing.assert_close(converted(x), reference.eval()(x), rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize('name,size,gmacs', [
@@ -93,8 +105,8 @@ def test_gmacs_match_spec(name, size, gmacs):
 def test_convert_refuses_other_architecture(tmp_path):
     out = tmp_path / 'out'
     with pytest.raises(CheckpointMismatchError) as e:
-        convert_checkpoint(FIXTURES / 't2t_vit_14_d2.safetensors', 't2t_vit_7.in1k', out, progress=False)
-    assert 't2t_vit_14_d2.safetensors does not fit t2t_vit_7' in str(e.value)
+        convert_checkpoint(seeded_checkpoint('t2t_vit_14', depth=2), 't2t_vit_7.in1k', out, progress=False)
+    assert f"{seeded_checkpoint('t2t_vit_14', depth=2).name} does not fit t2t_vit_7" in str(e.value)
     assert 'cls_token: model (1, 1, 256), checkpoint (1, 1, 384)' in str(e.value)
     assert not out.exists() and not leftovers(tmp_path, 'out')
 
@@ -112,20 +124,20 @@ def test_convert_refuses_when_proof_fails(tmp_path, monkeypatch):
     monkeypatch.setattr(convert, 'save_for_hf', bad_save)
     out = tmp_path / 'out'
     with pytest.raises(PretrainedWeightsError, match='Refusing to write') as e:
-        convert_checkpoint(FIXTURES / 'release_t2t_vit_7_d1.pth.tar', 't2t_vit_7.in1k', out,
-                           model_kwargs=dict(depth=1), progress=False)
+        convert_checkpoint(RELEASE, 't2t_vit_7.in1k', out,
+                           model_kwargs=RELEASE_KWARGS, progress=False)
     assert '0.01' in str(e.value) and 'limit 0.0001' in str(e.value)
     assert not out.exists() and not leftovers(tmp_path, 'out')
 
 
 def test_convert_existing_output(tmp_path):
-    src = FIXTURES / 'release_t2t_vit_7_d1.pth.tar'
+    src = RELEASE
     out = tmp_path / 'out'
     out.mkdir()
     (out / 'old.txt').write_text('old')
     with pytest.raises(FileExistsError, match='--overwrite'):
-        convert_checkpoint(src, 't2t_vit_7.in1k', out, model_kwargs=dict(depth=1), progress=False)
-    convert_checkpoint(src, 't2t_vit_7.in1k', out, model_kwargs=dict(depth=1), overwrite=True, progress=False)
+        convert_checkpoint(src, 't2t_vit_7.in1k', out, model_kwargs=RELEASE_KWARGS, progress=False)
+    convert_checkpoint(src, 't2t_vit_7.in1k', out, model_kwargs=RELEASE_KWARGS, overwrite=True, progress=False)
     assert sorted(p.name for p in out.iterdir()) == ['README.md', 'config.json', 'model.safetensors']
     assert [p.name for p in tmp_path.iterdir()] == ['out']
 
@@ -144,7 +156,7 @@ def test_bad_checkpoints(tmp_path):
         convert_checkpoint(missing, 't2t_vit_7.in1k', tmp_path / 'a', progress=False)
 
     truncated = tmp_path / 'truncated.pth.tar'
-    truncated.write_bytes((FIXTURES / 'release_t2t_vit_7_d1.pth.tar').read_bytes()[:1_000_000])
+    truncated.write_bytes((RELEASE).read_bytes()[:1_000_000])
     with pytest.raises(PretrainedWeightsError, match='truncated or corrupted') as e:
         convert_checkpoint(truncated, 't2t_vit_7.in1k', tmp_path / 'b', progress=False)
     assert 'truncated.pth.tar (1,000,000 bytes)' in str(e.value)
@@ -160,7 +172,7 @@ def test_bad_checkpoints(tmp_path):
 
 
 def test_unknown_names(tmp_path):
-    src = FIXTURES / 'release_t2t_vit_7_d1.pth.tar'
+    src = RELEASE
     with pytest.raises(ValueError, match='not a T2T-ViT model'):
         convert_checkpoint(src, 'resnet50', tmp_path / 'x')
     with pytest.raises(ValueError, match='known tags: in1k'):
@@ -174,7 +186,7 @@ def test_unknown_names(tmp_path):
 @pytest.fixture(scope='module')
 def folder(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp('push') / 't2t_vit_7.in1k'
-    convert_checkpoint(FIXTURES / 'release_t2t_vit_7_d1.pth.tar', 't2t_vit_7.in1k', out, model_kwargs=dict(depth=1),
+    convert_checkpoint(RELEASE, 't2t_vit_7.in1k', out, model_kwargs=RELEASE_KWARGS,
                        progress=False)
     return out
 
@@ -225,9 +237,9 @@ def test_push_errors(tmp_path, folder):
 
 def test_publish_all_dry_run(tmp_path, monkeypatch, capsys):
     """Batch mode from a release URL (stand-in): download, convert, list; a second run reuses the folder. The
-    full-size t2t_vit_7 fixture in the release layout gets the published figures on its card."""
+    full-size t2t_vit_7 (seeded weights) in the release layout gets the published figures on its card."""
     release = tmp_path / '71.7_T2T_ViT_7.pth.tar'
-    torch.save({'state_dict_ema': load_file(FIXTURES / 't2t_vit_7_full.safetensors'),
+    torch.save({'state_dict_ema': load_file(seeded_checkpoint('t2t_vit_7')),
                 'args': argparse.Namespace(model='T2t_vit_7'), 'epoch': 309}, release)
     server = StandIn().start()
     try:
@@ -253,7 +265,11 @@ def test_publish_all_dry_run(tmp_path, monkeypatch, capsys):
     assert '**Image size:** 224 x 224' in card.text and f'**Source:** {url}' in card.text
     assert sha256(release) in card.text
     converted = timm.create_model(f'local-dir:{work / "t2t_vit_7.in1k"}', pretrained=True)
-    assert logits_diff(converted, 't2t_vit_7_full') <= TOL
+    reference = timm.create_model('t2t_vit_7')
+    reference.load_state_dict(load_file(seeded_checkpoint('t2t_vit_7')))
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(converted.eval()(x), reference.eval()(x), rtol=0, atol=1e-5)
 
 
 def test_release_urls_cover_all_checkpoints():
@@ -269,10 +285,10 @@ def test_release_urls_cover_all_checkpoints():
 
 @pytest.fixture(scope='module')
 def tl_checkpoint(tmp_path_factory):
-    """The t2t_vit_24 (depth 1) fixture plus an aux head, in the release layout."""
-    state_dict = load_file(FIXTURES / 't2t_vit_24_d1.safetensors')
+    """The 224 px Performer golden case plus an aux head, in the release layout."""
+    state_dict = load_file(checkpoint_files(TL_CASE)[0])
     g = torch.Generator().manual_seed(0)
-    aux = dict(weight=torch.randn(1000, 512, generator=g) * 0.05, bias=torch.randn(1000, generator=g))
+    aux = dict(weight=torch.randn(1000, TL_DIM, generator=g) * 0.05, bias=torch.randn(1000, generator=g))
     state_dict.update({'aux_head.weight': aux['weight'], 'aux_head.bias': aux['bias']})
     path = tmp_path_factory.mktemp('tl') / '84.2_T2T_ViT_24.pth.tar'
     torch.save({'state_dict_ema': state_dict, 'args': argparse.Namespace(model='T2t_vit_24')}, path)
@@ -281,9 +297,9 @@ def tl_checkpoint(tmp_path_factory):
 
 def test_token_labeling_inference(tl_checkpoint):
     path, aux = tl_checkpoint
-    model = timm.create_model('t2t_vit_24.tl_in1k', pretrained=True, depth=1,
+    model = timm.create_model('t2t_vit_24.tl_in1k', pretrained=True, **TL_KWARGS,
                               pretrained_cfg_overlay=dict(file=str(path))).eval()
-    expected = load_file(FIXTURES / 't2t_vit_24_d1.expected.safetensors')
+    expected = load_file(expected_file(TL_CASE))
     with torch.no_grad():
         tokens = model.forward_features(expected['input'])
         logits = model.forward_head(tokens)
@@ -297,14 +313,14 @@ def test_token_labeling_inference(tl_checkpoint):
 def test_token_labeling_checkpoint_into_plain_model(tl_checkpoint):
     path, _ = tl_checkpoint
     with pytest.raises(CheckpointMismatchError) as e:
-        timm.create_model('t2t_vit_24', pretrained=True, depth=1, pretrained_cfg_overlay=dict(file=str(path)))
+        timm.create_model('t2t_vit_24', pretrained=True, **TL_KWARGS, pretrained_cfg_overlay=dict(file=str(path)))
     assert 'aux_head.weight' in str(e.value) and "'t2t_vit_24.tl_in1k'" in str(e.value)
     assert 'use_aux_head=True' in str(e.value)
 
 
 def test_aux_head_classifier_api(tl_checkpoint):
     path, _ = tl_checkpoint
-    model = timm.create_model('t2t_vit_24.tl_in1k', pretrained=True, depth=1, num_classes=10,
+    model = timm.create_model('t2t_vit_24.tl_in1k', pretrained=True, num_classes=10, **TL_KWARGS,
                               pretrained_cfg_overlay=dict(file=str(path)))
     assert model.head.out_features == 10 and model.aux_head.out_features == 10  # both re-initialised
     x = torch.randn(2, 3, 224, 224)
@@ -312,25 +328,37 @@ def test_aux_head_classifier_api(tl_checkpoint):
     model.reset_classifier(5)
     assert model.aux_head.out_features == 5 and model(x).shape == (2, 5)
     model.reset_classifier(0)
-    assert model.aux_head is None and model(x).shape == (2, 512)
-    assert timm.create_model('t2t_vit_24', depth=1).aux_head is None
+    assert model.aux_head is None and model(x).shape == (2, TL_DIM)
+    assert timm.create_model('t2t_vit_24', **TL_KWARGS).aux_head is None
 
 
 def test_token_labeling_conversion(tl_checkpoint, tmp_path):
     path, _ = tl_checkpoint
     out = tmp_path / 'tl'
-    convert_checkpoint(path, 't2t_vit_24.tl_in1k', out, model_kwargs=dict(depth=1), progress=False)
+    convert_checkpoint(path, 't2t_vit_24.tl_in1k', out, model_kwargs=TL_KWARGS, progress=False)
     config = json.loads((out / 'config.json').read_text())
     assert config['pretrained_cfg']['classifier'] == ['head', 'aux_head']
     assert config['model_args']['use_aux_head'] is True
     with safe_open(str(out / 'model.safetensors'), 'pt') as f:
-        assert f.get_slice('aux_head.weight').get_shape() == [1000, 512]
+        assert f.get_slice('aux_head.weight').get_shape() == [1000, TL_DIM]
     card = ModelCard.load(out / 'README.md')
     assert 'token-labeling' in card.data.tags and 'aux_head' in card.text
-    direct = timm.create_model('t2t_vit_24.tl_in1k', pretrained=True, depth=1,
+    direct = timm.create_model('t2t_vit_24.tl_in1k', pretrained=True, **TL_KWARGS,
                                pretrained_cfg_overlay=dict(file=str(path))).eval()
     loaded = timm.create_model(f'local-dir:{out}', pretrained=True).eval()
     assert loaded.aux_head is not None
     x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), direct(x), rtol=0, atol=TOL)
+
+
+# Conversion writes Hub folders for released weights only (t2t_vit_14_resnext and _wide have none).
+RELEASED_CASES = [c for c in fixture_cases() if hub.release_urls().keys() & {f"{c['arch']}.{t}" for t in ('in1k',)}]
+
+
+@pytest.mark.parametrize('case', RELEASED_CASES, ids=[c['id'] for c in RELEASED_CASES])
+def test_convert_every_golden_case(case, tmp_path):
+    """Every golden case of a released architecture converts, and the folder alone gives the official outputs."""
+    out = tmp_path / 'out'
+    convert_checkpoint(checkpoint_files(case)[0], case['arch'], out, model_kwargs=case['model_kwargs'], progress=False)
+    assert logits_diff(timm.create_model(f'local-dir:{out}', pretrained=True), case) <= TOL

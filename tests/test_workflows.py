@@ -16,11 +16,11 @@ from safetensors.torch import load_file, save_file
 
 import timm
 import timm_t2t  # noqa: F401  registers the models
-from conftest import FIXTURES, checkpoint_files, fixture_cases
+from conftest import checkpoint_files, expected_file, golden_case
 
-CASES = {c['case']: c for c in fixture_cases()}
-PERFORMER = CASES['t2t_vit_14_d2']  # Performer stem, depth 2
-TRANSFORMER = CASES['t2t_vit_t_14_d2']  # Transformer stem, depth 2
+PERFORMER = golden_case('tiny_performer_224')  # t2t_vit_14: Performer stem at 224 px, narrow backbone
+TRANSFORMER = golden_case('tiny_transformer_224')  # t2t_vit_t_24: Transformer stem at 224 px, narrow backbone
+WIDTH = PERFORMER['model_kwargs']['embed_dim']
 
 
 def _from_fixture(case: dict, **kwargs) -> nn.Module:
@@ -179,7 +179,7 @@ def test_img_size_non_square_with_pretrained_weights():
             assert torch.equal(a, b), name
     x = torch.randn(2, 3, 160, 224)
     with torch.no_grad():
-        assert model.forward_features(x).shape == (2, 1 + 10 * 14, 384)
+        assert model.forward_features(x).shape == (2, 1 + 10 * 14, WIDTH)
         # the same table by set_input_size on the 224 model, and at run time with dynamic_img_size
         resized = copy.deepcopy(ref)
         resized.set_input_size((160, 224))
@@ -191,7 +191,7 @@ def test_img_size_non_square_with_pretrained_weights():
 
 
 def test_dynamic_img_size_keeps_official_outputs_at_native_size():
-    expected = load_file(FIXTURES / f"{PERFORMER['case']}.expected.safetensors")
+    expected = load_file(expected_file(PERFORMER))
     model = _from_fixture(PERFORMER, dynamic_img_size=True)
     with torch.no_grad():
         assert (model(expected['input']) - expected['logits']).abs().max() <= 1e-4
@@ -268,7 +268,7 @@ def test_in_chans_4_follows_timm_rule():
 def test_num_classes_change_resets_only_the_head():
     ref = _from_fixture(PERFORMER)
     model = _from_fixture(PERFORMER, num_classes=10)
-    assert model.head.weight.shape == (10, 384)
+    assert model.head.weight.shape == (10, WIDTH)
     ref_state = ref.state_dict()
     for name, value in model.state_dict().items():
         if not name.startswith('head.'):

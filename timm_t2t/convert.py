@@ -164,6 +164,10 @@ def convert_checkpoint(
         entries = ('state_dict_ema', 'model_ema', 'state_dict', 'model')
         entry = next((k for k in entries if isinstance(raw.get(k), dict)), None)
         original = timm.create_model(name, **model_kwargs).eval()
+        # An img_size override (a fixed position table) must reach config.json, or the folder's data config would feed
+        # the tag's resolution to a model built for another: timm keeps the tag's input_size in pretrained_cfg.
+        input_size = (original.pretrained_cfg['input_size'][0], *original.patch_embed.img_size)
+        original.pretrained_cfg = {**original.pretrained_cfg, 'input_size': input_size}
         state_dict = checkpoint_filter_fn(raw, original)
         check_state_dict(state_dict, original, str(checkpoint))
         original.load_state_dict(state_dict)
@@ -181,7 +185,6 @@ def convert_checkpoint(
 
             steps.set_postfix_str('prove')
             converted = timm.create_model(f'local-dir:{tmp}', pretrained=True).eval()
-            input_size = tuple(original.pretrained_cfg['input_size'])
             x = torch.randn(2, *input_size, generator=torch.Generator().manual_seed(0))
             with torch.no_grad():
                 diff = (original(x) - converted(x)).abs().max().item()
