@@ -236,8 +236,8 @@ def _heal_hub_file(hub_id: str, path: str, cache_dir: Optional[PathLike], error:
     detail = _unreadable_detail(Path(path))
     if detail is None:
         return
+    blob = os.path.realpath(path)  # before the link goes
     removed = discard_cached_hub_file(path, hub_id.partition('@')[0], cache_dir)
-    blob = os.path.realpath(path)
     what = (f'It was removed from the cache (snapshot link and blob {blob}); load again to download it afresh'
             if removed else f'Another process holds the cache lock of {blob}: delete {path} and {blob} once it is '
                             f'done, then load again')
