@@ -223,11 +223,15 @@ def _hub_error(
 
 
 def _unreadable_detail(path: Path) -> Optional[str]:
-    """Why `path` cannot be read as a checkpoint, or None when it can."""
+    """Why the bytes of `path` do not form a checkpoint (truncated, corrupted), or None when they do.
+
+    A readable file that is refused (an unsafe pickle, not a state dict) is not damaged: removing it would only make
+    every load download it again.
+    """
     try:
         read_checkpoint(path)
     except PretrainedWeightsError as e:
-        return first_line(e.__cause__ or e)
+        return first_line(e.__cause__) if e.__cause__ is not None else None
     return None
 
 
@@ -289,7 +293,7 @@ def _build_from_file(
             read_checkpoint(path)
         except PretrainedWeightsError as read_error:
             hint = ''
-            if url:
+            if url and read_error.__cause__ is not None:  # damaged bytes, not a refused pickle
                 if discard_cached_release(path):
                     hint = f' It came from {url} and has been removed from the cache; load again to download it again.'
                 else:
