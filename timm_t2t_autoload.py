@@ -32,6 +32,8 @@ class _LoaderThenPlugin:
         return self._loader.create_module(spec)
 
     def exec_module(self, module: object) -> None:
+        for finder in [f for f in sys.meta_path if isinstance(f, TimmImportHook)]:
+            finder.uninstall()  # one shot: timm is being imported now
         self._loader.exec_module(module)
         # Only now, with timm fully initialised (its `timm.models` registry exists), can the plugin register.
         try:
@@ -43,14 +45,23 @@ class _LoaderThenPlugin:
 
 
 class TimmImportHook:
-    """One-shot `sys.meta_path` finder that wraps the loader of the top-level `timm` package."""
+    """One-shot `sys.meta_path` finder that wraps the loader of the top-level `timm` package.
+
+    It stays installed until timm is actually executed: `importlib.util.find_spec('timm')` (how libraries such as
+    transformers check that timm is installed) asks the finders too, without importing anything.
+    """
+
+    _searching = False
 
     def find_spec(self, fullname: str, path: object = None, target: object = None) -> object:
-        if fullname != 'timm':
+        if fullname != 'timm' or self._searching:
             return None
-        self.uninstall()  # one shot, and lets the regular finders locate timm below
         from importlib.util import find_spec
-        spec = find_spec('timm')
+        self._searching = True  # let the regular finders locate timm below
+        try:
+            spec = find_spec('timm')
+        finally:
+            self._searching = False
         if spec is None or spec.loader is None:
             return None
         spec.loader = _LoaderThenPlugin(spec.loader)

@@ -6,7 +6,9 @@ One threaded HTTP/1.1 server on 127.0.0.1 answers:
     `X-Error-Code: RepoNotFound`, a missing file a 404 with `X-Error-Code: EntryNotFound`;
   * HEAD/GET of any path in `files` (release files), plain 404 otherwise.
 Faults per path (GET only; HEAD stays honest): 'truncate' (a well-formed response with half the body), 'drop' (headers
-promising the full body, then the connection is closed), 'corrupt' (full length, some bytes flipped).
+promising the full body, then the connection is closed), 'corrupt' (full length, some bytes flipped). One fault for
+HEAD and GET alike: 'short' (the first half of the file, served as if it were the whole file: Content-Length and ETag
+agree with the bytes, as after a bad upload).
 `gates` hold a GET until enough HEADs of another path arrived, to make two processes download at the same time.
 """
 import hashlib
@@ -90,6 +92,8 @@ class StandIn:
             body = self.files[path]
         else:
             return self._error(handler, head, None, 'Not found', {})
+        if self.faults.get(path) == 'short':
+            body = body[:len(body) // 2]
         headers['ETag'] = f'"{hashlib.sha256(body).hexdigest()}"'
 
         fault = None if head else self.faults.get(path)

@@ -134,10 +134,10 @@ def test_fallback_to_release_url(server, caches, converted, caplog, repo_state):
     if repo_state == 'repo without weights':
         server.repos[REPO] = {'README.md': b'coming soon'}
     overlay = dict(url=release_url(server))  # the cfg's hf_hub_id stays; the release URL points at the stand-in
-    with caplog.at_level(logging.WARNING, logger='timm_t2t.hub'):
+    with caplog.at_level(logging.WARNING, logger='timm_t2t.pretrained'):
         model = timm.create_model(NAME, pretrained=True, pretrained_cfg_overlay=overlay, **KWARGS)
     assert max_diff(model) <= TOL
-    warnings = [r.getMessage() for r in caplog.records if r.name == 'timm_t2t.hub']
+    warnings = [r.getMessage() for r in caplog.records if r.name == 'timm_t2t.pretrained']
     assert len(warnings) == 1 and '\n' not in warnings[0]
     assert REPO in warnings[0] and release_url(server) in warnings[0]
     assert release_cached(caches) and not partial_files(caches)
@@ -199,7 +199,7 @@ def test_partial_hub_downloads_are_discarded_unless_in_progress(tmp_path):
     that another process is still writing (it holds huggingface_hub's lock for that blob)."""
     from filelock import FileLock
 
-    from timm_t2t.hub import _discard_partial_downloads
+    from timm_t2t.download import discard_partial_downloads
     blobs_dir = tmp_path / 'models--org--m' / 'blobs'
     locks_dir = tmp_path / '.locks' / 'models--org--m'
     blobs_dir.mkdir(parents=True)
@@ -208,15 +208,12 @@ def test_partial_hub_downloads_are_discarded_unless_in_progress(tmp_path):
     (blobs_dir / 'bbb.incomplete').write_bytes(b'x')
     (blobs_dir / 'ccc').write_bytes(b'x')  # a complete blob stays
     with FileLock(str(locks_dir / 'bbb.lock')):
-        _discard_partial_downloads('org/m@main', tmp_path)
+        discard_partial_downloads('org/m@main', tmp_path)
     assert sorted(p.name for p in blobs_dir.iterdir()) == ['bbb.incomplete', 'ccc']
 
 
 def test_hub_unreachable(caches, monkeypatch):
-    # huggingface_hub 2.x retries an unreachable HEAD with backoff for ~23 s per file when nothing is cached; skip that
-    # wait here (1.x does not retry it and has no such name).
-    import huggingface_hub.file_download
-    monkeypatch.setattr(huggingface_hub.file_download, '_DEFAULT_RETRY_ON_EXCEPTIONS', (), raising=False)
+    # No retry wait to skip: the reachability probe answers first (tests/test_hub_resilience.py times it).
     dead = 'http://127.0.0.1:9'
     monkeypatch.setattr(constants, 'ENDPOINT', dead)
     monkeypatch.setattr(constants, 'HUGGINGFACE_CO_URL_TEMPLATE', dead + '/{repo_id}/resolve/{revision}/{filename}')

@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 import timm_t2t  # noqa: F401  registers the models
 from conftest import checkpoint_files, expected_file, fixture_cases, golden_case, seeded_checkpoint
 from hub_standin import StandIn
-from timm_t2t import hub
+from timm_t2t import convert, hub, publish
 from timm_t2t.hub import CheckpointMismatchError, PretrainedWeightsError, convert_checkpoint, read_checkpoint
 
 TOL = 1e-4
@@ -113,7 +113,7 @@ def test_convert_refuses_other_architecture(tmp_path):
 
 def test_convert_refuses_when_proof_fails(tmp_path, monkeypatch):
     """A writer that changes one weight: the proof catches it, nothing is written."""
-    real_save = hub.save_for_hf
+    real_save = convert.save_for_hf
 
     def bad_save(model, directory, **kwargs):
         real_save(model, directory, **kwargs)
@@ -121,7 +121,7 @@ def test_convert_refuses_when_proof_fails(tmp_path, monkeypatch):
         tensors['head.bias'] = tensors['head.bias'] + 1e-2
         save_file(tensors, Path(directory) / 'model.safetensors')
 
-    monkeypatch.setattr(hub, 'save_for_hf', bad_save)
+    monkeypatch.setattr(convert, 'save_for_hf', bad_save)
     out = tmp_path / 'out'
     with pytest.raises(PretrainedWeightsError, match='Refusing to write') as e:
         convert_checkpoint(RELEASE, 't2t_vit_7.in1k', out,
@@ -198,7 +198,7 @@ def push_args(*argv: str) -> argparse.Namespace:
 
 
 def test_push_dry_run(folder, capsys, monkeypatch):
-    monkeypatch.setattr(hub, 'HfApi', None)  # a dry run never talks to the Hub
+    monkeypatch.setattr(publish, 'HfApi', None)  # a dry run never talks to the Hub
     assert hub.run_push(push_args(str(folder), '--repo', 'someone/t2t', '--dry-run')) == 0
     out = capsys.readouterr().out
     assert 'would upload to' in out and 'someone/t2t' in out
@@ -217,7 +217,7 @@ def test_push_uploads_folder(folder, monkeypatch):
         def upload_folder(self, **kwargs):
             calls.append(('upload_folder', kwargs['repo_id'], kwargs))
 
-    monkeypatch.setattr(hub, 'HfApi', FakeApi)
+    monkeypatch.setattr(publish, 'HfApi', FakeApi)
     files = hub.push_folder(folder, 'someone/t2t')
     assert [c[:2] for c in calls] == [('create_repo', 'someone/t2t'), ('upload_folder', 'someone/t2t')]
     assert calls[0][2]['exist_ok'] is True and calls[1][2]['folder_path'] == str(folder)
@@ -245,9 +245,9 @@ def test_publish_all_dry_run(tmp_path, monkeypatch, capsys):
     try:
         server.files['/main/71.7_T2T_ViT_7.pth.tar'] = release.read_bytes()
         url = server.url + '/main/71.7_T2T_ViT_7.pth.tar'
-        monkeypatch.setattr(hub, 'release_urls', lambda: {'t2t_vit_7.in1k': url})
+        monkeypatch.setattr(publish, 'release_urls', lambda: {'t2t_vit_7.in1k': url})
         monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch'))
-        monkeypatch.setattr(hub, 'HfApi', None)
+        monkeypatch.setattr(publish, 'HfApi', None)
         work = tmp_path / 'work'
         args = push_args('--all', '--org', 'someone', '--work-dir', str(work), '--dry-run', '--quiet')
         assert hub.run_push(args) == 0

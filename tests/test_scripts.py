@@ -71,6 +71,13 @@ def test_autoload_registers_models_once_timm_is_imported():
     assert out.split() == ['[]', 'True', 'True'], out
 
 
+def test_autoload_survives_an_installed_check():
+    """`importlib.util.find_spec('timm')` before the import (how transformers checks that timm is installed) must not
+    use up the one-shot hook."""
+    out = _ok(_run(['-c', 'import importlib.util; assert importlib.util.find_spec("timm"); ' + PROBE]))
+    assert out.split() == ['[]', 'True', 'True'], out
+
+
 def test_autoload_opt_out():
     out = _ok(_run(['-c', PROBE], TIMM_T2T_AUTOLOAD='0'))
     assert out.split() == ['[]', 'False', 'False'], out

@@ -37,9 +37,10 @@ EXIT_FAILURE = 1  # anything unexpected
 DELEGATED: Dict[str, Tuple[str, str, str, str]] = {
     'demo': ('timm_t2t.demo', 'configure_parser', 'run',
              'fine-tune t2t_vit_7 on a generated image set, reload the checkpoint and predict (offline, CPU)'),
-    'convert': ('timm_t2t.hub', 'configure_convert_parser', 'run_convert',
+    'convert': ('timm_t2t.cli_weights', 'configure_convert_parser', 'run_convert',  # torch-free until it runs
                 'convert an official checkpoint into a Hub-ready folder, checked against the original'),
-    'push': ('timm_t2t.hub', 'configure_push_parser', 'run_push', 'upload converted folders to the Hugging Face Hub'),
+    'push': ('timm_t2t.cli_weights', 'configure_push_parser', 'run_push',
+             'upload converted folders to the Hugging Face Hub'),
     'bench': ('timm_t2t.bench', 'configure_parser', 'run', 'benchmark T2T-ViT against timm ViTs (speed, memory)'),
 }
 
@@ -97,7 +98,7 @@ def _checkpoint_shapes(path: Path) -> Dict[str, Tuple[int, ...]]:
         except Exception as e:  # safetensors raises its own error type for a bad header
             raise CliError(f'{path} is not a readable safetensors file ({_one_line(e)}): it is probably truncated '
                            f'or not a checkpoint; download or save it again.') from e
-    from .hub import read_checkpoint  # no code from a pickle runs
+    from .checkpoint import read_checkpoint  # no code from a pickle runs
     obj = read_checkpoint(path)
     for key in ('state_dict_ema', 'model_ema', 'state_dict', 'model'):  # the layouts checkpoint_filter_fn accepts
         if isinstance(obj.get(key), dict):
@@ -195,7 +196,7 @@ def load_model(
         model = timm.create_model(
             name, pretrained=True, pretrained_cfg_overlay=overlay or None, features_only=features_only, **kwargs)
     except Exception as e:
-        from .hub import DownloadError
+        from .checkpoint import DownloadError
         if weights is None and isinstance(e, DownloadError):
             raise CliError(f'{_one_line(e)} On the command line: --weights FILE.') from e
         raise
@@ -291,7 +292,8 @@ def _model_rows() -> List[Dict[str, Any]]:
     import timm
     from timm.models import get_pretrained_cfg
 
-    from . import hub
+    from .convert import RELEASE_ACCURACY, count_gmacs
+    from .download import cached_hub_weights, cached_release
 
     rows = []
     for arch in timm.list_models(module='t2t_vit'):
@@ -301,11 +303,11 @@ def _model_rows() -> List[Dict[str, Any]]:
                 model = timm.create_model(name)
             params = sum(p.numel() for p in model.parameters())
             buffers = sum(b.numel() for b in model.buffers())  # the frozen pos_embed and Performer features
-            top1, top5 = hub.RELEASE_ACCURACY.get(name, (None, None))
+            top1, top5 = RELEASE_ACCURACY.get(name, (None, None))
             cached = None
-            if cfg.hf_hub_id and hub.cached_hub_weights(cfg.hf_hub_id):
+            if cfg.hf_hub_id and cached_hub_weights(cfg.hf_hub_id):
                 cached = 'hub'
-            elif cfg.url and hub.cached_release(cfg.url):
+            elif cfg.url and cached_release(cfg.url):
                 cached = 'release'
             rows.append(dict(
                 name=name,
@@ -314,7 +316,7 @@ def _model_rows() -> List[Dict[str, Any]]:
                 params=params,
                 params_with_buffers=params + buffers,
                 # every matmul incl. attention, counted by torch's flop counter on the meta device (spec section 5)
-                gmacs=round(hub.count_gmacs(model, cfg.input_size), 3),
+                gmacs=round(count_gmacs(model, cfg.input_size), 3),
                 img_size=cfg.input_size[-1],
                 top1=top1,
                 top5=top5,
@@ -432,7 +434,7 @@ def _is_user_error(error: BaseException) -> bool:
     if isinstance(error, (CliError, FileNotFoundError, ValueError)):
         return True
     try:
-        from .hub import PretrainedWeightsError
+        from .checkpoint import PretrainedWeightsError
     except Exception:  # the weights module is broken: then nothing it raises is a user error either
         return False
     return isinstance(error, PretrainedWeightsError)

@@ -15,10 +15,8 @@ import dataclasses
 import math
 import random
 import shutil
-import socket
 import sys
 import tempfile
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -222,35 +220,26 @@ def train(
 
 
 def hub_unreachable_reason(timeout: float = 3.0) -> Optional[str]:
-    """Why the Hugging Face Hub cannot be used right now, or None when a connection opens within `timeout` seconds.
+    """Why the Hugging Face Hub cannot be used right now, or None when it answers within `timeout` seconds.
 
-    Honours HF_HUB_OFFLINE. The connection attempt (DNS included, which has no timeout of its own) runs in a daemon
-    thread, so an unresponsive network costs `timeout` seconds at most.
+    Honours HF_HUB_OFFLINE; the probe is the one `pretrained=True` runs (`timm_t2t.download.unreachable_reason`).
     """
     from huggingface_hub import constants
 
+    from .download import unreachable_reason
+
     if constants.HF_HUB_OFFLINE:
         return 'HF_HUB_OFFLINE is set'
-    url = urlparse(constants.ENDPOINT)
-    host, port = url.hostname, url.port or (443 if url.scheme == 'https' else 80)
-    outcome: List[Optional[str]] = []
-
-    def connect() -> None:
-        try:
-            socket.create_connection((host, port), timeout=timeout).close()
-            outcome.append(None)
-        except OSError as e:
-            outcome.append(f'{host}:{port} unreachable ({type(e).__name__})')
-
-    thread = threading.Thread(target=connect, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    return outcome[0] if outcome else f'no answer from {host}:{port} within {timeout:.0f} s'
+    reason = unreachable_reason(constants.ENDPOINT, timeout)
+    return f'{urlparse(constants.ENDPOINT).netloc} unreachable ({reason})' if reason else None
 
 
 def _show_pretrained(image: Path, log: Any) -> None:
+    from .download import cached_hub_weights
+
     reason = hub_unreachable_reason()
-    if reason:
+    cached = cached_hub_weights(timm.models.get_pretrained_cfg(MODEL).hf_hub_id)
+    if reason and not cached:  # with a cached copy, create_model loads it at once (and says so)
         log(f'Hub: offline ({reason}); skipped timm.create_model({MODEL!r}, pretrained=True). Everything above ran '
             f'without network.')
         return

@@ -62,6 +62,8 @@ from timm.models._features import feature_take_indices
 from timm.models._manipulate import adapt_input_conv
 from timm.models.vision_transformer import Block
 
+from .pretrained import build_pretrained
+
 __all__ = ['T2TViT', 'TokensToToken', 'TokenPerformer', 'TokenTransformer', 'TokenAttention']
 
 # Hugging Face Hub namespace that hosts the converted weights (`<namespace>/<arch>.<tag>`).
@@ -1024,9 +1026,8 @@ def _create_t2t_vit(variant: str, pretrained: bool = False, **kwargs: Any) -> T2
 
     if not pretrained:
         return build(False, **kwargs)
-    from .hub import build_pretrained  # lazy: hub.py imports this module
     # The Hub first, through timm's loader; the official release file when the Hub has no repo for the tag.
-    return build_pretrained(build, variant, **kwargs)
+    return build_pretrained(build, variant, checkpoint_filter_fn, **kwargs)
 
 
 @register_model
