@@ -97,7 +97,7 @@ def test_wheel_ships_recipes_and_autoload_hook(wheel):
 
 
 def test_recipe_lookup_from_the_installed_wheel(wheel, tmp_path):
-    """`train.py --config "$(timm-t2t recipes NAME)"` from a wheel install: the path lies inside the installed package."""
+    """`train.py --config "$(timm-t2t recipes NAME)"` from a wheel install: a path inside the installed package."""
     site = tmp_path / 'site'
     with zipfile.ZipFile(wheel) as zf:
         zf.extractall(site)

@@ -106,7 +106,8 @@ def test_recipe_through_train_py_parser(path, monkeypatch):
 def test_recipes_ship_inside_the_package():
     assert RECIPES == Path(timm_t2t.__file__).resolve().parent / 'recipes'
     assert list_recipes() == {p.stem: p for p in sorted(RECIPES.glob('*.yaml'))}
-    assert list(list_recipes()) == [n for n in timm.list_pretrained('t2t_vit*') if n not in NOT_TRAIN_PY]  # timm's order
+    # in timm's order
+    assert list(list_recipes()) == [n for n in timm.list_pretrained('t2t_vit*') if n not in NOT_TRAIN_PY]
 
 
 def test_recipe_path_by_tag_and_by_architecture_default_tag():

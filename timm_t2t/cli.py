@@ -10,9 +10,13 @@
 Bad input (a missing or unreadable file, an unknown model or tag, a checkpoint of another architecture) ends with one
 line on stderr and exit code 2; `--debug` shows the traceback instead. `convert`, `push`, `bench` and `demo` live in
 their own modules, imported only when chosen.
+
+Help and `--version` import neither torch nor timm: this module imports them only inside the commands, and
+`register_models()` imports the model module (which registers the T2T-ViT models with timm) just before a command
+that needs them runs. The package itself skips that import when it is imported to start the command line
+(`timm_t2t._launch`).
 """
 import argparse
-import ast
 import difflib
 import importlib
 import json
@@ -24,6 +28,8 @@ import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from .cli_args import add_model_kwargs_argument
+
 if TYPE_CHECKING:
     import torch.nn as nn
     from PIL import Image
@@ -33,16 +39,21 @@ __all__ = ['main', 'CliError', 'load_model', 'open_images', 'predict_images']
 EXIT_BAD_INPUT = 2  # argparse's exit code for bad arguments; used for every user error
 EXIT_FAILURE = 1  # anything unexpected
 
-# Subcommands that live in other modules: (module, configure fn, run fn, help). Imported only when chosen.
+# Subcommands that live in other modules: (parser module, its configure fn, run fn, help); the run fn is a function
+# of the parser module, or `module:function` to import only when the command runs. Imported only when chosen; the
+# parser modules are free of torch and timm, so `COMMAND --help` is instant.
 DELEGATED: Dict[str, Tuple[str, str, str, str]] = {
-    'demo': ('timm_t2t.demo', 'configure_parser', 'run',
+    'demo': ('timm_t2t.cli_demo', 'configure_parser', 'timm_t2t.demo:run',
              'fine-tune t2t_vit_7 on a generated image set, reload the checkpoint and predict (offline, CPU)'),
-    'convert': ('timm_t2t.cli_weights', 'configure_convert_parser', 'run_convert',  # torch-free until it runs
+    'convert': ('timm_t2t.cli_weights', 'configure_convert_parser', 'run_convert',
                 'convert an official checkpoint into a Hub-ready folder, checked against the original'),
     'push': ('timm_t2t.cli_weights', 'configure_push_parser', 'run_push',
              'upload converted folders to the Hugging Face Hub'),
-    'bench': ('timm_t2t.bench', 'configure_parser', 'run', 'benchmark T2T-ViT against timm ViTs (speed, memory)'),
+    'bench': ('timm_t2t.cli_bench', 'configure_parser', 'timm_t2t.bench:run',
+              'benchmark T2T-ViT against timm ViTs (speed, memory)'),
 }
+# Commands that run without the models (no torch or timm import at all).
+WITHOUT_MODELS = {'recipes'}
 
 
 class CliError(Exception):
@@ -421,6 +432,12 @@ def cmd_recipes(args: argparse.Namespace) -> int:
 # Parser and entry point
 
 
+def register_models() -> None:
+    """Register the T2T-ViT models with timm (imports torch and timm; a no-op once done)."""
+    importlib.import_module('timm_t2t.t2t_vit')
+
+
+
 def _num(value: Optional[float], digits: int) -> str:
     return '-' if value is None else f'{value:.{digits}f}'
 
@@ -440,20 +457,25 @@ def _is_user_error(error: BaseException) -> bool:
     return isinstance(error, PretrainedWeightsError)
 
 
-def _key_value(text: str) -> Tuple[str, Any]:
-    """KEY=VALUE, the value a Python literal if it parses as one (as timm's scripts read --model-kwargs)."""
-    key, sep, value = text.partition('=')
-    if not sep or not key.isidentifier():
-        raise argparse.ArgumentTypeError(f'expected KEY=VALUE, got {text!r} (give images before --model-kwargs)')
-    try:
-        return key, ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return key, value
-
-
 def _command_of(argv: Sequence[str]) -> Optional[str]:
     """The subcommand named in argv (the global options take no values), so that only its module is imported."""
     return next((a for a in argv if not a.startswith('-')), None)
+
+
+def _unavailable(command: str, module_name: str, error: BaseException) -> CliError:
+    return CliError(f'`timm-t2t {command}` is unavailable: {module_name} could not be loaded ({_one_line(error)}); '
+                    f'reinstall the package (pip install -e .) or rerun with --debug.')
+
+
+def _deferred(command: str, module_name: str, name: str) -> Callable[[argparse.Namespace], int]:
+    """A command function that imports its module (torch, timm, ...) only when the command runs."""
+    def run(args: argparse.Namespace) -> int:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as e:
+            raise _unavailable(command, module_name, e) from e
+        return getattr(module, name)(args)
+    return run
 
 
 def _add_delegated(sub: argparse.ArgumentParser, command: str) -> None:
@@ -461,13 +483,13 @@ def _add_delegated(sub: argparse.ArgumentParser, command: str) -> None:
     try:
         module = importlib.import_module(module_name)
         getattr(module, configure)(sub)
-        sub.set_defaults(func=getattr(module, run))
+        run_module, _, run_name = run.rpartition(':')
+        sub.set_defaults(func=_deferred(command, run_module, run_name) if run_module else getattr(module, run))
     except (ImportError, AttributeError) as e:
-        reason = _one_line(e)
+        error = _unavailable(command, module_name, e)
 
         def unavailable(args: argparse.Namespace) -> int:
-            raise CliError(f'`timm-t2t {command}` is unavailable: {module_name} could not be loaded ({reason}); '
-                           f'reinstall the package (pip install -e .) or rerun with --debug.')
+            raise error
         unavailable.accepts_any_arguments = True  # its own options are unknown: say why instead of rejecting them
         sub.set_defaults(func=unavailable)
 
@@ -506,7 +528,7 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     p.add_argument('--model', help='NAME[.TAG], e.g. t2t_vit_14 or t2t_vit_14.in1k_384 (optional when --weights has '
                                    'a config.json beside it)')
     p.add_argument('--weights', metavar='FILE', help=weights_help)
-    p.add_argument('--model-kwargs', nargs='+', type=_key_value, default=[], metavar='KEY=VALUE', help=kwargs_help)
+    add_model_kwargs_argument(p, kwargs_help, positional='images')
     p.add_argument('--top-k', type=int, default=5, help='classes per image (default 5)')
     p.add_argument('--batch-size', type=int, default=8, help='images per forward pass (default 8)')
     p.add_argument('--json', action='store_true', help='machine-readable output')
@@ -519,7 +541,7 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     p.add_argument('image', metavar='IMAGE', help='image file')
     p.add_argument('--model', help='NAME[.TAG] (optional when --weights has a config.json beside it)')
     p.add_argument('--weights', metavar='FILE', help=weights_help)
-    p.add_argument('--model-kwargs', nargs='+', type=_key_value, default=[], metavar='KEY=VALUE', help=kwargs_help)
+    add_model_kwargs_argument(p, kwargs_help, positional='the image')
     p.add_argument('--out', metavar='FILE.safetensors', help='save the maps, keyed by module name')
     p.set_defaults(func=cmd_features)
 
@@ -559,6 +581,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.debug:
         logging.basicConfig(level=logging.INFO)
     try:
+        if args.command not in WITHOUT_MODELS:
+            register_models()
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print('timm-t2t: interrupted', file=sys.stderr)

@@ -4,28 +4,15 @@ Deliberately free of torch and timm at module level: building the parser (and `-
 modules are imported only when a command runs.
 """
 import argparse
-import ast
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+
+from .cli_args import add_model_kwargs_argument
 
 __all__ = ['configure_convert_parser', 'run_convert', 'configure_push_parser', 'run_push']
 
 # The Hub namespace of the released weights; equal to `t2t_vit.HF_HUB_NAMESPACE` (a test checks), repeated here so
 # that the parser needs no torch import.
 HF_HUB_NAMESPACE = 'timm-t2t'
-
-
-def _parse_model_args(items: Optional[Sequence[str]]) -> Dict[str, Any]:
-    out = {}
-    for item in items or ():
-        key, sep, value = item.partition('=')
-        if not sep or not key:
-            raise ValueError(f'--model-arg takes KEY=VALUE, got {item!r}.')
-        try:
-            out[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            out[key] = value
-    return out
 
 
 def configure_convert_parser(p: argparse.ArgumentParser) -> None:
@@ -37,8 +24,8 @@ def configure_convert_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument('--model', help='NAME[.TAG], e.g. t2t_vit_14.in1k_384 (default tag: the first one)')
     p.add_argument('--out', required=True, help='folder to write (with --all: parent of one folder per model)')
     p.add_argument('--all', action='store_true', help='download and convert all 11 released checkpoints')
-    p.add_argument('--model-arg', action='append', metavar='KEY=VALUE',
-                   help='architecture override, e.g. depth=1 (the card then claims no accuracy)')
+    add_model_kwargs_argument(p, 'architecture overrides, e.g. depth=1 (the card then claims no accuracy)',
+                              positional='CHECKPOINT')
     p.add_argument('--source-url', help='where the checkpoint came from, for the card')
     p.add_argument('--overwrite', action='store_true', help='replace existing output folders')
     p.add_argument('--quiet', action='store_true', help='no progress bars')
@@ -58,7 +45,7 @@ def run_convert(args: argparse.Namespace) -> int:
         jobs = [(args.checkpoint, args.model, Path(args.out), args.source_url)]
     for checkpoint, name, out, source_url in jobs:
         result = convert_checkpoint(
-            checkpoint, name, out, model_kwargs=_parse_model_args(args.model_arg), source_url=source_url,
+            checkpoint, name, out, model_kwargs=dict(args.model_kwargs), source_url=source_url,
             overwrite=args.overwrite, progress=progress)
         print(f'{result.out_dir}: {result.model_name}, max |logit difference| {result.max_abs_diff:.3g}, '
               f'source sha256 {result.source_sha256}')

@@ -37,30 +37,13 @@ from timm.scheduler import create_scheduler_v2
 from timm.utils import random_seed
 
 from .cli import predict_images
+from .cli_demo import QUICK, DemoSettings, configure_parser  # noqa: F401  (re-exported)
 
 __all__ = ['configure_parser', 'run', 'draw_texture', 'build_dataset', 'DemoSettings', 'CLASSES']
 
 MODEL = 't2t_vit_7'
 # Folder names, which are also the label names; create_dataset indexes classes in sorted folder order.
 CLASSES = ('checker', 'diagonal', 'dots', 'horizontal', 'vertical')
-
-
-@dataclasses.dataclass
-class DemoSettings:
-    """Size of the run: images per class, epochs and the optimisation recipe."""
-    train_per_class: int = 200
-    val_per_class: int = 50
-    epochs: int = 8
-    img_size: int = 64
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    warmup_epochs: int = 1
-    depth: Optional[int] = None  # None: the architecture's own (7 blocks)
-
-
-# CI setting: 2 blocks instead of 7 learn the task in far fewer steps (about 80 % after 100 updates of 16 images).
-QUICK = DemoSettings(train_per_class=80, val_per_class=20, epochs=4, batch_size=16, depth=2)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -273,22 +256,6 @@ def _workdir(out: Optional[str]) -> Iterator[Path]:
             yield path
         finally:
             shutil.rmtree(path, ignore_errors=True)
-
-
-def configure_parser(p: argparse.ArgumentParser) -> None:
-    """Arguments of `timm-t2t demo`."""
-    p.description = (
-        'Fine-tune t2t_vit_7 on a generated texture data set (5 classes) with timm\'s training utilities, save the '
-        'checkpoint, load it back with timm.create_model(..., pretrained=True, pretrained_cfg_overlay=dict(file=...)) '
-        'and predict validation images. Offline; about two minutes on 2 CPU cores (--quick: 2 blocks, 4 short '
-        'epochs, for CI).')
-    p.add_argument('--epochs', type=int, default=None, help=f'training epochs (default {DemoSettings.epochs}, '
-                                                            f'--quick {QUICK.epochs})')
-    p.add_argument('--out', metavar='DIR', help='keep the data set and checkpoint in DIR (default: a temporary '
-                                                'folder, removed at the end)')
-    p.add_argument('--quick', action='store_true', help='for CI: 2 blocks instead of 7, 400 training images, 4 epochs '
-                                                        '(lower accuracy than the full run)')
-    p.add_argument('--seed', type=int, default=0, help='seed of the data and the training (default 0)')
 
 
 def run(args: argparse.Namespace) -> int:

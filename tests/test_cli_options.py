@@ -1,0 +1,64 @@
+"""One spelling per option across the `timm-t2t` commands: `--model-kwargs` (timm's train.py spelling; `--model-arg`
+kept as an alias) and `--out` for where a command writes (`bench --out-dir` kept as an alias)."""
+import argparse
+from typing import Dict
+
+import pytest
+
+from timm_t2t import cli
+
+COMMANDS = ['list', 'predict', 'features', 'recipes', *cli.DELEGATED]
+
+
+def subparsers() -> Dict[str, argparse.ArgumentParser]:
+    parsers = {}
+    for command in COMMANDS:
+        parser = cli.build_parser(command)
+        action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parsers[command] = action.choices[command]
+    return parsers
+
+
+def test_shared_options_have_one_spelling():
+    options = {name: {s for a in p._actions for s in a.option_strings} for name, p in subparsers().items()}
+    with_kwargs = {name for name, opts in options.items() if opts & {'--model-kwargs', '--model-arg'}}
+    assert with_kwargs == {'predict', 'features', 'convert'}
+    for name in with_kwargs:
+        assert {'--model-kwargs', '--model-arg'} <= options[name], name
+    writers = {name for name, opts in options.items() if any(o.startswith('--out') for o in opts)}
+    assert writers == {'features', 'demo', 'convert', 'bench'}
+    for name in writers:
+        assert '--out' in options[name], name
+
+
+@pytest.mark.parametrize('argv', [
+    ['convert', 'ckpt.pth.tar', '--model', 't2t_vit_7', '--out', 'o', '--model-kwargs', 'depth=1', 'img_size=64'],
+    ['convert', 'ckpt.pth.tar', '--model', 't2t_vit_7', '--out', 'o', '--model-arg', 'depth=1', '--model-arg',
+     'img_size=64'],
+    ['convert', '--model-arg', 'depth=1', 'ckpt.pth.tar', '--model', 't2t_vit_7', '--out', 'o', '--model-kwargs',
+     'img_size=64'],  # the alias takes one pair, so a positional may follow it as before
+    ['predict', 'a.png', '--model', 't2t_vit_7', '--model-kwargs', 'depth=1', '--model-kwargs', 'img_size=64'],
+    ['features', 'a.png', '--model-arg', 'depth=1', '--model-kwargs', 'img_size=64'],
+])
+def test_model_kwargs_spellings_give_the_same_arguments(argv):
+    args = cli.build_parser(argv[0]).parse_args(argv)
+    assert dict(args.model_kwargs) == {'depth': 1, 'img_size': 64}
+
+
+def test_model_kwargs_default_is_empty_and_not_shared():
+    first = cli.build_parser('predict').parse_args(['predict', 'a.png'])
+    assert first.model_kwargs == []
+    first.model_kwargs.append(('depth', 1))
+    assert cli.build_parser('predict').parse_args(['predict', 'a.png']).model_kwargs == []
+
+
+def test_misplaced_positional_names_the_command_positional(capsys):
+    with pytest.raises(SystemExit):
+        cli.build_parser('convert').parse_args(['convert', '--model-kwargs', 'depth=1', 'ckpt.pth.tar'])
+    assert 'give CHECKPOINT before --model-kwargs' in capsys.readouterr().err
+
+
+def test_bench_out_and_out_dir(tmp_path):
+    for option in ('--out', '--out-dir'):
+        args = cli.build_parser('bench').parse_args(['bench', option, str(tmp_path)])
+        assert args.out_dir == tmp_path
