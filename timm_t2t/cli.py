@@ -504,8 +504,8 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
                         help='show the full traceback of errors and info logs')
 
     parser = argparse.ArgumentParser(
-        prog='timm-t2t', description='Tokens-to-Token ViT (T2T-ViT) models for timm: list, predict, features, demo, '
-                                     'and the weights and benchmark tools.')
+        prog='timm-t2t', description='Tokens-to-Token ViT (T2T-ViT) models for timm: list, predict, features, recipes, '
+                                     'demo, and the weights and benchmark tools.')
     parser.add_argument('--version', action='version', version=f'%(prog)s {__version__}')
     parser.add_argument('--debug', action='store_true', help='show the full traceback of errors and info logs')
     subs = parser.add_subparsers(dest='command', metavar='COMMAND')
