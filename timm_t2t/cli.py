@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     import torch.nn as nn
     from PIL import Image
 
-__all__ = ['main', 'CliError', 'load_model', 'open_images', 'predict_images']
+__all__ = ['main', 'CliError', 'load_model', 'open_images', 'predict_images', 'register_models']
 
 EXIT_BAD_INPUT = 2  # argparse's exit code for bad arguments; used for every user error
 EXIT_FAILURE = 1  # anything unexpected
@@ -435,7 +435,6 @@ def cmd_recipes(args: argparse.Namespace) -> int:
 def register_models() -> None:
     """Register the T2T-ViT models with timm (imports torch and timm; a no-op once done)."""
     importlib.import_module('timm_t2t.t2t_vit')
-
 
 
 def _num(value: Optional[float], digits: int) -> str:
