@@ -380,12 +380,18 @@ def test_offline_without_cache_is_one_line(images, tmp_path):
 # demo
 
 
-def test_demo_quick_learns_saves_and_reloads(tmp_path, capsys):
+def test_demo_quick_learns_saves_and_reloads(tmp_path, capsys, monkeypatch):
+    # The Hub step must not reach the internet: an endpoint where nothing listens, an empty cache.
+    monkeypatch.setattr(constants, 'ENDPOINT', 'http://127.0.0.1:9')
+    monkeypatch.setattr(constants, 'HF_HUB_CACHE', str(tmp_path / 'hf'))
+    monkeypatch.setattr(constants, 'HF_HUB_OFFLINE', False)
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch'))
     out_dir = tmp_path / 'demo'
     rc, out, err = run_cli(capsys, 'demo', '--quick', '--out', out_dir)
     assert rc == 0, err
     for step in ('[1/4] data', '[2/4] train', '[3/4] checkpoint', '[4/4] predict', 'Hub: ', 'Summary: '):
         assert step in out
+    assert 'Hub: offline' in out and '127.0.0.1:9' in out
     epochs = [float(a) for a in re.findall(r'val acc\s+([\d.]+)%', out)]
     assert len(epochs) == demo.QUICK.epochs
     final = float(re.search(r'Summary: validation accuracy ([\d.]+)%', out).group(1))

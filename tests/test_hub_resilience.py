@@ -248,3 +248,20 @@ def test_config_json_loads_without_num_classes(converted):
     config = json.loads((converted / 'config.json').read_text())
     assert 'num_classes' not in config.get('model_args', {}) and config['num_classes'] == 1000
     assert max_diff(timm.create_model(f'local-dir:{converted}', pretrained=True)) <= TOL
+
+
+def test_refused_release_file_stays_cached(server, caches, tmp_path):
+    """A readable file that is refused (it pickles more than tensors) is not damaged: it is not removed, so that it is
+    not downloaded again on every call."""
+    import datetime
+
+    import torch
+    unsafe = tmp_path / 'unsafe.pth.tar'
+    torch.save({'state_dict': {'w': torch.zeros(1)}, 'when': datetime.date(2021, 1, 1)}, unsafe)
+    server.files[RELEASE_PATH] = unsafe.read_bytes()
+    overlay = dict(hf_hub_id=None, url=release_url(server))
+    for _ in range(2):
+        with pytest.raises(PretrainedWeightsError, match='was refused'):
+            timm.create_model(NAME, pretrained=True, pretrained_cfg_overlay=overlay, **KWARGS)
+        assert release_cached(caches)
+    assert server.count('GET', RELEASE_PATH) == 1
