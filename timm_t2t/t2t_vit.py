@@ -72,15 +72,26 @@ RELEASE_URL = 'https://github.com/yitu-opensource/T2T-ViT/releases/download/main
 SOFT_SPLITS = ((7, 4, 2), (3, 2, 1), (3, 2, 1))
 
 
-def _soft_split_sliced(x: torch.Tensor, k: int, s: int, p: int, channels_last: bool) -> torch.Tensor:
-    """`soft_split` as k * k strided slices, for `torch.jit.trace`-based export: the TorchScript ONNX exporter (the
-    default of timm's `onnx_export.py`) cannot export `Tensor.unfold` when, as there, the batch size is dynamic."""
-    if not channels_last:
-        x = x.permute(0, 2, 3, 1)
-    x = F.pad(x, (0, 0, p, p, p, p))
-    h, w = (x.shape[1] - k) // s + 1, (x.shape[2] - k) // s + 1
-    cols = [x[:, i // k:i // k + s * (h - 1) + 1:s, i % k:i % k + s * (w - 1) + 1:s] for i in range(k * k)]
-    return torch.stack(cols, dim=-1).flatten(3)  # B, H', W', C * k * k (channel-major, as nn.Unfold)
+@torch.jit.unused  # TorchScript cannot compile torch.compiler.is_exporting; scripted code never calls this
+def _is_exporting() -> bool:
+    """True while `torch.jit.trace` or `torch.export` (ONNX export, both routes) records the model."""
+    return torch.jit.is_tracing() or torch.compiler.is_exporting()
+
+
+def _soft_split_conv(x: torch.Tensor, k: int, s: int, p: int, channels_last: bool) -> torch.Tensor:
+    """`soft_split` as one convolution with a fixed one-hot kernel, for export (`torch.jit.trace`, `torch.export`).
+
+    Every channel is convolved on its own with the k * k unit kernels, so output channel `c * k * k + i * k + j` is
+    input channel c shifted by (i, j): exactly `nn.Unfold`'s values and column order (products with 1 and sums with
+    exact zeros). It exports as a handful of operators (Transpose, Reshape, Conv), which ONNX Runtime and OpenVINO run
+    well, where strided views trace to k * k slices and a concat. Batch sizes stay symbolic: no reshape names it.
+    """
+    if channels_last:
+        x = x.permute(0, 3, 1, 2)
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    eye = torch.eye(k * k, dtype=x.dtype, device=x.device).reshape(k * k, 1, k, k)
+    y = F.conv2d(x.reshape(-1, 1, H, W), eye, stride=s, padding=p)  # B * C, k * k, H', W'
+    return y.reshape(-1, C * k * k, y.shape[2], y.shape[3]).permute(0, 2, 3, 1)  # B, H', W', C * k * k
 
 
 def soft_split(
@@ -104,8 +115,8 @@ def soft_split(
         the column order of `nn.Unfold`.
     """
     k, s, p = kernel_size, stride, padding
-    if torch.jit.is_tracing():
-        return _soft_split_sliced(x, k, s, p, channels_last)
+    if not torch.jit.is_scripting() and _is_exporting():
+        return _soft_split_conv(x, k, s, p, channels_last)
     # NOTE strided views instead of nn.Unfold: a single copy, and no (B, C*k*k, L) -> (B, L, C*k*k) transpose round
     # trips between the T2T layers. The copy is arranged so that its reads run along contiguous memory.
     if not channels_last:
@@ -490,11 +501,13 @@ class TokensToToken(nn.Module):
         """
         (k0, s0, p0), (k1, s1, p1), (k2, s2, p2) = self.soft_splits
         x = soft_split(x, k0, s0, p0, channels_last=False)
-        B, H, W, C = x.shape
-        map1 = self.attn1(x.reshape(B, H * W, C)).unflatten(1, (H, W))
+        H, W = x.shape[1], x.shape[2]
+        map1 = self.attn1(x.flatten(1, 2))
+        map1 = map1.reshape(-1, H, W, map1.shape[-1])
         x = soft_split(map1, k1, s1, p1)
-        B, H, W, C = x.shape
-        map2 = self.attn2(x.reshape(B, H * W, C)).unflatten(1, (H, W))
+        H, W = x.shape[1], x.shape[2]
+        map2 = self.attn2(x.flatten(1, 2))
+        map2 = map2.reshape(-1, H, W, map2.shape[-1])
         x = soft_split(map2, k2, s2, p2)
         x = self.proj(x.flatten(1, 2))
         return x, [map1, map2]
