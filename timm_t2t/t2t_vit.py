@@ -54,13 +54,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import Mlp, _assert, get_device_dtype, resample_abs_pos_embed, to_2tuple, trunc_normal_, use_fused_attn
+from timm.layers import _assert, get_device_dtype, resample_abs_pos_embed, to_2tuple, trunc_normal_, use_fused_attn
 from timm.layers._fx import register_notrace_function, register_notrace_module
 from timm.models import (
     build_model_with_cfg, checkpoint, checkpoint_seq, generate_default_cfgs, register_model, resolve_pretrained_cfg)
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import adapt_input_conv
 from timm.models.vision_transformer import Block
+
+from .memory import GeluRecomputeMlp
 
 __all__ = ['T2TViT', 'TokensToToken', 'TokenPerformer', 'TokenTransformer', 'TokenAttention']
 
@@ -301,7 +303,7 @@ class TokenPerformer(nn.Module):
         self.proj = nn.Linear(dim_out, dim_out, **dd)
         self.proj_drop = BoolMaskDropout(proj_drop)
         self.norm2 = nn.LayerNorm(dim_out, **dd)
-        self.mlp = Mlp(dim_out, dim_out, act_layer=act_layer, **dd)
+        self.mlp = GeluRecomputeMlp(dim_out, dim_out, act_layer=act_layer, **dd)
         self.mlp.drop2 = BoolMaskDropout(mlp_drop)  # timm's Mlp takes no dropout class
         # Random features are fixed during training but averaged by EMA in the released weights: a buffer that loads
         # from the checkpoint, never resampled.
@@ -412,7 +414,7 @@ class TokenTransformer(nn.Module):
         self.norm1 = nn.LayerNorm(dim, **dd)
         self.attn = TokenAttention(dim, dim_out, **dd)
         self.norm2 = nn.LayerNorm(dim_out, **dd)
-        self.mlp = Mlp(dim_out, int(dim_out * mlp_ratio), act_layer=act_layer, **dd)
+        self.mlp = GeluRecomputeMlp(dim_out, int(dim_out * mlp_ratio), act_layer=act_layer, **dd)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         qkv = layer_norm_linear(
@@ -614,6 +616,7 @@ class T2TViT(nn.Module):
                 drop_path=dpr[i],
                 norm_layer=nn.LayerNorm,  # eps 1e-5 as in the official model (timm's ViT uses 1e-6)
                 act_layer=nn.GELU,
+                mlp_layer=GeluRecomputeMlp,  # timm's Mlp, keeping half the hidden activations for backward
                 **dd,
             )
             for i in range(depth)])
