@@ -4,7 +4,7 @@
     timm-t2t predict IMAGE... --model NAME[.TAG]  top-k classes, preprocessing from the model's pretrained cfg
     timm-t2t features IMAGE --model NAME          shapes of every feature map, optionally saved as safetensors
     timm-t2t demo                                 fine-tune t2t_vit_7 on generated images, offline, CPU
-    timm-t2t convert | push | bench               weights conversion, Hub publishing, benchmarks
+    timm-t2t convert | push | bench | bench-deploy   weights conversion, Hub publishing, benchmarks
 
 Bad input (a missing or unreadable file, an unknown model or tag, a checkpoint of another architecture) ends with one
 line on stderr and exit code 2; `--debug` shows the traceback instead. `convert`, `push`, `bench` and `demo` live in
@@ -40,6 +40,8 @@ DELEGATED: Dict[str, Tuple[str, str, str, str]] = {
                 'convert an official checkpoint into a Hub-ready folder, checked against the original'),
     'push': ('timm_t2t.hub', 'configure_push_parser', 'run_push', 'upload converted folders to the Hugging Face Hub'),
     'bench': ('timm_t2t.bench', 'configure_parser', 'run', 'benchmark T2T-ViT against timm ViTs (speed, memory)'),
+    'bench-deploy': ('timm_t2t.bench_deploy', 'configure_parser', 'run',
+                     'time the exported models in ONNX Runtime and OpenVINO beside timm ViTs'),
 }
 
 

@@ -513,6 +513,13 @@ class TokensToToken(nn.Module):
     def _project(self, x: torch.Tensor) -> torch.Tensor:
         """Token map (B, H, W, token_dim) -> last soft split and projection -> tokens (B, H * W / 4, embed_dim)."""
         k, s, p = self.soft_splits[2]
+        if not torch.jit.is_scripting() and _is_exporting():
+            # A soft split followed by a Linear is a convolution with the Linear's weight (its columns are in the
+            # split's c * k * k order): one Conv in the exported graph, no 576-wide patches. Same products, summed in
+            # another order (float32 rounding).
+            weight = self.proj.weight.reshape(self.proj.out_features, -1, k, k)
+            x = F.conv2d(x.permute(0, 3, 1, 2), weight, self.proj.bias, stride=s, padding=p)
+            return x.flatten(2).transpose(1, 2)
         return self.proj(soft_split(x, k, s, p).flatten(1, 2))
 
     def forward_maps(self, x: torch.Tensor) -> Tuple[torch.Tensor, List[torch.Tensor]]:
