@@ -12,9 +12,12 @@ Modifications and additions for timm by the timm-t2t authors:
   * timm's ViT `Block` in the backbone, fused attention (`F.scaled_dot_product_attention`) by default in the backbone
     and in the Transformer T2T layers, with the official arithmetic behind `set_fused_attn(False)`;
   * the Performer T2T layer as a few large matmuls, computed in float32 so it stays finite under fp16/bf16 autocast;
-  * soft splits as strided views of channels-last token maps (exactly `nn.Unfold`'s column order, fewer copies);
-  * less training memory in the stem: each T2T layer's first LayerNorm folded into the projection after it, and the
-    Performer's always-on dropouts keeping bool masks (`layer_norm_linear`, `BoolMaskDropout`);
+  * soft splits as strided views of channels-last token maps (exactly `nn.Unfold`'s column order, fewer copies), and
+    in exported graphs (ONNX, both routes; `torch.export`) as one convolution with a fixed one-hot kernel each, the
+    last one merged with the projection into one convolution;
+  * less training memory: each T2T layer's first LayerNorm folded into the projection after it, the Performer's
+    always-on dropouts keeping bool masks (`layer_norm_linear`, `BoolMaskDropout`), every MLP recomputing its GELU
+    in backward (`memory.GeluRecomputeMlp`), and grad checkpointing covering the stem;
   * `pos_embed` and the Performer random features as persistent buffers, any input size (square or not, resampled
     position table), stem token maps (stride 4 and 8) as feature taps, the timm model API.
 
