@@ -1,5 +1,5 @@
 """One spelling per option across the `timm-t2t` commands: `--model-kwargs` (timm's train.py spelling; `--model-arg`
-kept as an alias) and `--out` for where a command writes (`bench --out-dir` kept as an alias)."""
+kept as an alias) and `--out` for where a command writes (`--out-dir` of `bench` and `bench-deploy` kept as an alias)."""
 import argparse
 from typing import Dict
 
@@ -26,7 +26,7 @@ def test_shared_options_have_one_spelling():
     for name in with_kwargs:
         assert {'--model-kwargs', '--model-arg'} <= options[name], name
     writers = {name for name, opts in options.items() if any(o.startswith('--out') for o in opts)}
-    assert writers == {'features', 'demo', 'convert', 'bench'}
+    assert writers == {'features', 'demo', 'convert', 'bench', 'bench-deploy'}
     for name in writers:
         assert '--out' in options[name], name
 

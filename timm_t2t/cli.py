@@ -5,7 +5,7 @@
     timm-t2t features IMAGE --model NAME          shapes of every feature map, optionally saved as safetensors
     timm-t2t recipes [NAME]                       the official training recipes (train.py --config files)
     timm-t2t demo                                 fine-tune t2t_vit_7 on generated images, offline, CPU
-    timm-t2t convert | push | bench               weights conversion, Hub publishing, benchmarks
+    timm-t2t convert | push | bench | bench-deploy   weights conversion, Hub publishing, benchmarks
 
 Bad input (a missing or unreadable file, an unknown model or tag, a checkpoint of another architecture) ends with one
 line on stderr and exit code 2; `--debug` shows the traceback instead. `convert`, `push`, `bench` and `demo` live in
@@ -51,6 +51,8 @@ DELEGATED: Dict[str, Tuple[str, str, str, str]] = {
              'upload converted folders to the Hugging Face Hub'),
     'bench': ('timm_t2t.cli_bench', 'configure_parser', 'timm_t2t.bench:run',
               'benchmark T2T-ViT against timm ViTs (speed, memory)'),
+    'bench-deploy': ('timm_t2t.cli_bench', 'configure_deploy_parser', 'timm_t2t.bench_deploy:run',
+                     'time the exported models in ONNX Runtime and OpenVINO beside timm ViTs'),
 }
 # Commands that run without the models (no torch or timm import at all).
 WITHOUT_MODELS = {'recipes'}

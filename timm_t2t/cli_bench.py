@@ -7,12 +7,16 @@ import argparse
 from pathlib import Path
 from typing import Any, Callable, List
 
-__all__ = ['configure_parser', 'COMPARATORS_224', 'VIT_MODELS', 'VIT_PYTORCH_T2T_14']
+__all__ = ['configure_parser', 'configure_deploy_parser', 'COMPARATORS_224', 'DEPLOY_MODELS', 'RUNTIMES', 'VIT_MODELS',
+           'VIT_PYTORCH_T2T_14']
 
 # vit-pytorch's T2TViT (lucidrains) built like T2T-ViT-14: width 384, 14 blocks, 6 heads of 64, MLP 1152; its
 # T2T layers keep the full unfolded width (no token_dim reduction). 34.60M params, 17.10 GMACs at 224.
 VIT_PYTORCH_T2T_14 = 'vit_pytorch_t2t_14'
 VIT_MODELS = ('vit_small_patch16_224', 'deit_tiny_patch16_224')
+# `timm-t2t bench-deploy`: the default path exported to ONNX beside the ViTs of the same size, in these runtimes.
+DEPLOY_MODELS = ('t2t_vit_14', 't2t_vit_7', *VIT_MODELS)
+RUNTIMES = ('onnxruntime', 'openvino-f32', 'openvino-default')
 COMPARATORS_224 = (
     't2t_vit_14', 't2t_vit_14:plain', 't2t_vit_t_14', 't2t_vit_t_14:plain', 't2t_vit_7',
     *VIT_MODELS, VIT_PYTORCH_T2T_14,
@@ -31,14 +35,16 @@ def _csv(cast: Callable[[str], Any]) -> Callable[[str], List[Any]]:
 def configure_parser(p: argparse.ArgumentParser) -> None:
     """Add the benchmark's options to `p` (used by `timm-t2t bench` and `benchmarks/bench.py`)."""
     p.description = (
-        'Benchmark T2T-ViT against timm ViTs and vit-pytorch: images/s (inference and training step), peak memory and '
-        'GMACs, interleaved rounds in one process, same-run ratios and the issue-5 targets. With no --models, '
-        '--img-sizes, --batch-sizes or --modes the default case list runs: every comparator at 224 (inference and '
-        'training), training at 2x batch, and a 224/384/512 inference sweep for the plot.')
+        'Benchmark T2T-ViT against timm ViTs and vit-pytorch: images/s (inference and training step), peak memory, '
+        'activations saved for backward and GMACs, interleaved rounds in one process, same-run ratios and the '
+        'targets. With no --models, --img-sizes, --batch-sizes or --modes the default case list runs: every '
+        'comparator at 224 (inference and training), inference at batch 1, 8 and 32, training at 2x batch (also with '
+        'grad checkpointing), and a 224/384/512 inference sweep for the plot. `timm-t2t bench-deploy` times the '
+        'exported models in ONNX Runtime and OpenVINO.')
     p.add_argument('--models', type=_csv(str), default=None,
-                   help='comma-separated model specs NAME[:plain][:compile]; NAME a timm model (this package '
+                   help='comma-separated model specs NAME[:plain][:compile][:gc]; NAME a timm model (this package '
                         f'registers t2t_vit_*) or {VIT_PYTORCH_T2T_14}; :plain = official arithmetic '
-                        '(set_fused_attn(False)). Default: %s' % ','.join(COMPARATORS_224))
+                        '(set_fused_attn(False)); :gc = grad checkpointing. Default: %s' % ','.join(COMPARATORS_224))
     p.add_argument('--img-sizes', type=_csv(int), default=None, help='comma-separated input sizes (default 224)')
     p.add_argument('--batch-sizes', type=_csv(int), default=None,
                    help='comma-separated batch sizes (default 8 on CPU, 256 on GPU)')
@@ -55,3 +61,23 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument('--out', '--out-dir', dest='out_dir', type=Path, default=Path('benchmarks/results'), metavar='DIR',
                    help='where the results go (default benchmarks/results)')
     p.add_argument('--tag', default=None, help='file name stem of the results (default bench-<device type>)')
+
+
+def configure_deploy_parser(p: argparse.ArgumentParser) -> None:
+    """Add the deployment benchmark's options to `p` (used by `timm-t2t bench-deploy`)."""
+    p.description = (
+        'Export T2T-ViT (default path) and timm ViTs to ONNX and time them in ONNX Runtime and OpenVINO (f32 hint and '
+        'the default hint), interleaved rounds, same-runtime ratios, outputs checked against eager PyTorch.')
+    p.add_argument('--models', default=','.join(DEPLOY_MODELS),
+                   help='comma-separated timm model names (default: %(default)s)')
+    p.add_argument('--runtimes', default=','.join(RUNTIMES), help='comma-separated, from: %(default)s')
+    p.add_argument('--batch-size', type=int, default=8, help='default 8')
+    p.add_argument('--img-size', type=int, default=224, help='default 224')
+    p.add_argument('--threads', type=int, default=2, help='threads of every runtime (default 2)')
+    p.add_argument('--rounds', type=int, default=7, help='interleaved timing rounds (default 7)')
+    p.add_argument('--min-time', type=float, default=0.25, help='seconds per pair per round (default 0.25)')
+    p.add_argument('--exporter', choices=('torchscript', 'dynamo'), default='torchscript',
+                   help="torch.onnx.export route (default torchscript, as timm's onnx_export.py)")
+    p.add_argument('--out', '--out-dir', dest='out_dir', type=Path, default=Path('benchmarks/results'), metavar='DIR',
+                   help='where the results go (default benchmarks/results)')
+    p.add_argument('--tag', default='bench-deploy', help='file name stem of the results (default bench-deploy)')

@@ -12,9 +12,12 @@ Modifications and additions for timm by the timm-t2t authors:
   * timm's ViT `Block` in the backbone, fused attention (`F.scaled_dot_product_attention`) by default in the backbone
     and in the Transformer T2T layers, with the official arithmetic behind `set_fused_attn(False)`;
   * the Performer T2T layer as a few large matmuls, computed in float32 so it stays finite under fp16/bf16 autocast;
-  * soft splits as strided views of channels-last token maps (exactly `nn.Unfold`'s column order, fewer copies);
-  * less training memory in the stem: each T2T layer's first LayerNorm folded into the projection after it, and the
-    Performer's always-on dropouts keeping bool masks (`layer_norm_linear`, `BoolMaskDropout`);
+  * soft splits as strided views of channels-last token maps (exactly `nn.Unfold`'s column order, fewer copies), and
+    in exported graphs (ONNX, both routes; `torch.export`) as one convolution with a fixed one-hot kernel each, the
+    last one merged with the projection into one convolution;
+  * less training memory: each T2T layer's first LayerNorm folded into the projection after it, the Performer's
+    always-on dropouts keeping bool masks (`layer_norm_linear`, `BoolMaskDropout`), every MLP recomputing its GELU
+    in backward (`memory.GeluRecomputeMlp`), and grad checkpointing covering the stem;
   * `pos_embed` and the Performer random features as persistent buffers, any input size (square or not, resampled
     position table), stem token maps (stride 4 and 8) as feature taps, the timm model API.
 
@@ -54,7 +57,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import Mlp, _assert, get_device_dtype, resample_abs_pos_embed, to_2tuple, trunc_normal_, use_fused_attn
+from timm.layers import _assert, get_device_dtype, resample_abs_pos_embed, to_2tuple, trunc_normal_, use_fused_attn
 from timm.layers._fx import register_notrace_function, register_notrace_module
 from timm.models import (
     build_model_with_cfg, checkpoint, checkpoint_seq, generate_default_cfgs, register_model, resolve_pretrained_cfg)
@@ -62,6 +65,7 @@ from timm.models._features import feature_take_indices
 from timm.models._manipulate import adapt_input_conv
 from timm.models.vision_transformer import Block
 
+from .memory import GeluRecomputeMlp
 from .pretrained import build_pretrained
 
 __all__ = ['T2TViT', 'TokensToToken', 'TokenPerformer', 'TokenTransformer', 'TokenAttention']
@@ -74,15 +78,26 @@ RELEASE_URL = 'https://github.com/yitu-opensource/T2T-ViT/releases/download/main
 SOFT_SPLITS = ((7, 4, 2), (3, 2, 1), (3, 2, 1))
 
 
-def _soft_split_sliced(x: torch.Tensor, k: int, s: int, p: int, channels_last: bool) -> torch.Tensor:
-    """`soft_split` as k * k strided slices, for `torch.jit.trace`-based export: the TorchScript ONNX exporter (the
-    default of timm's `onnx_export.py`) cannot export `Tensor.unfold` when, as there, the batch size is dynamic."""
-    if not channels_last:
-        x = x.permute(0, 2, 3, 1)
-    x = F.pad(x, (0, 0, p, p, p, p))
-    h, w = (x.shape[1] - k) // s + 1, (x.shape[2] - k) // s + 1
-    cols = [x[:, i // k:i // k + s * (h - 1) + 1:s, i % k:i % k + s * (w - 1) + 1:s] for i in range(k * k)]
-    return torch.stack(cols, dim=-1).flatten(3)  # B, H', W', C * k * k (channel-major, as nn.Unfold)
+@torch.jit.unused  # TorchScript cannot compile torch.compiler.is_exporting; scripted code never calls this
+def _is_exporting() -> bool:
+    """True while `torch.jit.trace` or `torch.export` (ONNX export, both routes) records the model."""
+    return torch.jit.is_tracing() or torch.compiler.is_exporting()
+
+
+def _soft_split_conv(x: torch.Tensor, k: int, s: int, p: int, channels_last: bool) -> torch.Tensor:
+    """`soft_split` as one convolution with a fixed one-hot kernel, for export (`torch.jit.trace`, `torch.export`).
+
+    Every channel is convolved on its own with the k * k unit kernels, so output channel `c * k * k + i * k + j` is
+    input channel c shifted by (i, j): exactly `nn.Unfold`'s values and column order (products with 1 and sums with
+    exact zeros). It exports as a handful of operators (Transpose, Reshape, Conv), which ONNX Runtime and OpenVINO run
+    well, where strided views trace to k * k slices and a concat. Batch sizes stay symbolic: no reshape names it.
+    """
+    if channels_last:
+        x = x.permute(0, 3, 1, 2)
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    eye = torch.eye(k * k, dtype=x.dtype, device=x.device).reshape(k * k, 1, k, k)
+    y = F.conv2d(x.reshape(-1, 1, H, W), eye, stride=s, padding=p)  # B * C, k * k, H', W'
+    return y.reshape(-1, C * k * k, y.shape[2], y.shape[3]).permute(0, 2, 3, 1)  # B, H', W', C * k * k
 
 
 def soft_split(
@@ -106,8 +121,8 @@ def soft_split(
         the column order of `nn.Unfold`.
     """
     k, s, p = kernel_size, stride, padding
-    if torch.jit.is_tracing():
-        return _soft_split_sliced(x, k, s, p, channels_last)
+    if not torch.jit.is_scripting() and _is_exporting():
+        return _soft_split_conv(x, k, s, p, channels_last)
     # NOTE strided views instead of nn.Unfold: a single copy, and no (B, C*k*k, L) -> (B, L, C*k*k) transpose round
     # trips between the T2T layers. The copy is arranged so that its reads run along contiguous memory.
     if not channels_last:
@@ -292,7 +307,7 @@ class TokenPerformer(nn.Module):
         self.proj = nn.Linear(dim_out, dim_out, **dd)
         self.proj_drop = BoolMaskDropout(proj_drop)
         self.norm2 = nn.LayerNorm(dim_out, **dd)
-        self.mlp = Mlp(dim_out, dim_out, act_layer=act_layer, **dd)
+        self.mlp = GeluRecomputeMlp(dim_out, dim_out, act_layer=act_layer, **dd)
         self.mlp.drop2 = BoolMaskDropout(mlp_drop)  # timm's Mlp takes no dropout class
         # Random features are fixed during training but averaged by EMA in the released weights: a buffer that loads
         # from the checkpoint, never resampled.
@@ -403,7 +418,7 @@ class TokenTransformer(nn.Module):
         self.norm1 = nn.LayerNorm(dim, **dd)
         self.attn = TokenAttention(dim, dim_out, **dd)
         self.norm2 = nn.LayerNorm(dim_out, **dd)
-        self.mlp = Mlp(dim_out, int(dim_out * mlp_ratio), act_layer=act_layer, **dd)
+        self.mlp = GeluRecomputeMlp(dim_out, int(dim_out * mlp_ratio), act_layer=act_layer, **dd)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         qkv = layer_norm_linear(
@@ -459,6 +474,7 @@ class TokensToToken(nn.Module):
         self.attn1 = layer(in_chans * k0 * k0, token_dim, act_layer=act_layer, **dd)
         self.attn2 = layer(token_dim * k1 * k1, token_dim, act_layer=act_layer, **dd)
         self.proj = nn.Linear(token_dim * k2 * k2, embed_dim, **dd)
+        self.grad_checkpointing = False  # set by T2TViT.set_grad_checkpointing
         self.set_input_size(img_size)
 
     def set_input_size(self, img_size: Union[int, Tuple[int, int]]) -> None:
@@ -480,6 +496,34 @@ class TokensToToken(nn.Module):
         """Total stride of the final token grid (16)."""
         return 16 if as_scalar else (16, 16)
 
+    def _attn1_map(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (B, C, H, W) -> first soft split and T2T layer -> token map (B, H / 4, W / 4, token_dim)."""
+        k, s, p = self.soft_splits[0]
+        x = soft_split(x, k, s, p, channels_last=False)
+        H, W = x.shape[1], x.shape[2]
+        x = self.attn1(x.flatten(1, 2))  # no reshape names the batch size: it stays symbolic in traced exports
+        return x.reshape(-1, H, W, x.shape[-1])
+
+    def _attn2_map(self, x: torch.Tensor) -> torch.Tensor:
+        """Token map (B, H, W, token_dim) -> second soft split and T2T layer -> (B, H / 2, W / 2, token_dim)."""
+        k, s, p = self.soft_splits[1]
+        x = soft_split(x, k, s, p)
+        H, W = x.shape[1], x.shape[2]
+        x = self.attn2(x.flatten(1, 2))
+        return x.reshape(-1, H, W, x.shape[-1])
+
+    def _project(self, x: torch.Tensor) -> torch.Tensor:
+        """Token map (B, H, W, token_dim) -> last soft split and projection -> tokens (B, H * W / 4, embed_dim)."""
+        k, s, p = self.soft_splits[2]
+        if not torch.jit.is_scripting() and _is_exporting():
+            # A soft split followed by a Linear is a convolution with the Linear's weight (its columns are in the
+            # split's c * k * k order): one Conv in the exported graph, no 576-wide patches. Same products, summed in
+            # another order (float32 rounding).
+            weight = self.proj.weight.reshape(self.proj.out_features, -1, k, k)
+            x = F.conv2d(x.permute(0, 3, 1, 2), weight, self.proj.bias, stride=s, padding=p)
+            return x.flatten(2).transpose(1, 2)
+        return self.proj(soft_split(x, k, s, p).flatten(1, 2))
+
     def forward_maps(self, x: torch.Tensor) -> Tuple[torch.Tensor, List[torch.Tensor]]:
         """Run the stem and keep the T2T layers' token maps.
 
@@ -490,18 +534,20 @@ class TokensToToken(nn.Module):
             Tokens (B, N, embed_dim), and the two token maps (B, H / 4, W / 4, token_dim) and
             (B, H / 8, W / 8, token_dim), channels-last.
         """
-        (k0, s0, p0), (k1, s1, p1), (k2, s2, p2) = self.soft_splits
-        x = soft_split(x, k0, s0, p0, channels_last=False)
-        B, H, W, C = x.shape
-        map1 = self.attn1(x.reshape(B, H * W, C)).unflatten(1, (H, W))
-        x = soft_split(map1, k1, s1, p1)
-        B, H, W, C = x.shape
-        map2 = self.attn2(x.reshape(B, H * W, C)).unflatten(1, (H, W))
-        x = soft_split(map2, k2, s2, p2)
-        x = self.proj(x.flatten(1, 2))
+        if self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting():
+            # Each step keeps only its input map for backward (the image, then 56 x 56 and 28 x 28 x token_dim), and
+            # recomputes its soft split and T2T layer.
+            map1 = checkpoint(self._attn1_map, x)
+            map2 = checkpoint(self._attn2_map, map1)
+            x = checkpoint(self._project, map2)
+        else:
+            map1 = self._attn1_map(x)
+            map2 = self._attn2_map(map1)
+            x = self._project(map2)
         return x, [map1, map2]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Tokens (B, N, embed_dim) of images (B, C, H, W)."""
         return self.forward_maps(x)[0]
 
 
@@ -603,6 +649,7 @@ class T2TViT(nn.Module):
                 drop_path=dpr[i],
                 norm_layer=nn.LayerNorm,  # eps 1e-5 as in the official model (timm's ViT uses 1e-6)
                 act_layer=nn.GELU,
+                mlp_layer=GeluRecomputeMlp,  # timm's Mlp, keeping half the hidden activations for backward
                 **dd,
             )
             for i in range(depth)])
@@ -651,7 +698,9 @@ class T2TViT(nn.Module):
 
     @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute activations in backward instead of keeping them: every block, and the stem's three steps."""
         self.grad_checkpointing = enable
+        self.patch_embed.grad_checkpointing = enable
 
     @torch.jit.ignore
     def set_fused_attn(self, enable: bool = True) -> None:
@@ -729,6 +778,15 @@ class T2TViT(nn.Module):
         """Backbone token grid (H, W) from the stem's second map (B, H2, W2, C): the last soft split's output size."""
         k, s, p = self.patch_embed.soft_splits[2]
         return soft_split_size(map2.shape[1], k, s, p), soft_split_size(map2.shape[2], k, s, p)
+
+    def _input_token_grid(self, x: torch.Tensor) -> Tuple[int, int]:
+        """Backbone token grid (H, W) of images x (B, C, H, W), through the three soft splits."""
+        h, w = x.shape[-2], x.shape[-1]
+        splits = self.patch_embed.soft_splits
+        for i in range(3):
+            k, s, p = splits[i]
+            h, w = soft_split_size(h, k, s, p), soft_split_size(w, k, s, p)
+        return h, w
 
     def forward_intermediates(
             self,
@@ -819,9 +877,8 @@ class T2TViT(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Tokens (B, 1 + N, embed_dim) after the final norm, class token first."""
-        x, maps = self.patch_embed.forward_maps(x)
-        H, W = self._token_grid(maps[1])
-        x = self._pos_embed(x, (H, W))
+        H, W = self._input_token_grid(x)
+        x = self._pos_embed(self.patch_embed(x), (H, W))
         if self.grad_checkpointing and not torch.jit.is_scripting():
             x = checkpoint_seq(self.blocks, x)
         else:

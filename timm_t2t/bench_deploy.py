@@ -1,0 +1,220 @@
+"""Deployment benchmark: the default path exported to ONNX and timed in ONNX Runtime and OpenVINO, beside timm ViTs.
+
+Every model is exported once with `torch.onnx.export` (dynamic batch; the TorchScript-based exporter at opset 17 by
+default, `--exporter dynamo` for the torch.export-based one at opset 18) and run on the CPU in:
+
+* ONNX Runtime (CPU execution provider, `--threads` intra-op threads);
+* OpenVINO with an f32 inference-precision hint;
+* OpenVINO with the device's default hint (bf16 on CPUs with bf16 units), reported as the precision the compiled
+  model says it uses, with its largest logit difference from eager PyTorch.
+
+Rounds interleave every (model, runtime) pair, so ratios of images/s within one runtime come from the same
+conditions; a target is judged on the median of its per-round ratios. Run `timm-t2t bench-deploy --help`.
+"""
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+import timm
+
+from . import t2t_vit  # noqa: F401  (registers the t2t_vit_* models)
+from .bench import _load_avg, machine_info
+from .cli_bench import DEPLOY_MODELS as MODELS, RUNTIMES  # noqa: F401  (the parser is torch-free: fast --help)
+
+EXACT_RUNTIMES = ('onnxruntime', 'openvino-f32')  # float32 runtimes: outputs must match eager within TOLERANCE
+TOLERANCE = 1e-4
+# (model, reference, runtime, minimum ratio of images/s) of issue 12.
+TARGETS = (
+    ('t2t_vit_14', 'vit_small_patch16_224', 'onnxruntime', 0.92),
+    ('t2t_vit_7', 'deit_tiny_patch16_224', 'onnxruntime', 0.95),
+    ('t2t_vit_14', 'vit_small_patch16_224', 'openvino-f32', 0.92),
+    ('t2t_vit_7', 'deit_tiny_patch16_224', 'openvino-f32', 0.95),
+    ('t2t_vit_14', 'vit_small_patch16_224', 'openvino-default', 0.85),
+    ('t2t_vit_7', 'deit_tiny_patch16_224', 'openvino-default', 0.85),
+)
+
+Session = Callable[[np.ndarray], np.ndarray]
+
+
+def export_onnx(model: torch.nn.Module, path: Path, example: torch.Tensor, exporter: str = 'torchscript') -> None:
+    """Export `model` (eval mode) to `path` with a dynamic batch dimension: opset 17, or 18 for the dynamo exporter
+    (which writes opset-18 Split)."""
+    kwargs: Dict[str, Any] = dict(opset_version=17, input_names=['input'], output_names=['logits'])
+    if exporter == 'dynamo':
+        kwargs.update(dynamo=True, opset_version=18, dynamic_shapes=({0: torch.export.Dim('batch', min=1, max=1024)},))
+    else:
+        kwargs.update(dynamo=False, dynamic_axes={'input': {0: 'batch'}, 'logits': {0: 'batch'}})
+    with torch.no_grad():
+        torch.onnx.export(model, (example,), str(path), **kwargs)
+
+
+def open_runtime(runtime: str, path: Path, threads: int) -> Tuple[Session, str]:
+    """A callable running the ONNX file in `runtime`, and the precision it runs at."""
+    if runtime == 'onnxruntime':
+        import onnxruntime as ort
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        session = ort.InferenceSession(str(path), options, providers=['CPUExecutionProvider'])
+        name = session.get_inputs()[0].name
+        return (lambda x: session.run(None, {name: x})[0]), 'f32'
+    import openvino as ov
+    config = {'INFERENCE_NUM_THREADS': threads, 'PERFORMANCE_HINT': 'LATENCY'}
+    if runtime == 'openvino-f32':
+        config['INFERENCE_PRECISION_HINT'] = 'f32'
+    compiled = ov.Core().compile_model(str(path), 'CPU', config)
+    hint = compiled.get_property('INFERENCE_PRECISION_HINT')
+    precision = hint.get_type_name() if hasattr(hint, 'get_type_name') else str(hint)  # 'f32', 'bf16', ...
+    return (lambda x: compiled(x)[0]), precision
+
+
+def available_runtimes() -> Tuple[List[str], List[str]]:
+    """(runtimes that can run here, notes on those that cannot)."""
+    runtimes, notes = [], []
+    for runtime, module in (('onnxruntime', 'onnxruntime'), ('openvino', 'openvino')):
+        try:
+            __import__(module)
+        except ImportError:
+            notes.append(f'{module} is not installed (pip install "timm-t2t[bench]"): its rows are missing.')
+            continue
+        runtimes += [r for r in RUNTIMES if r.startswith(runtime)]
+    return runtimes, notes
+
+
+def _time(session: Session, x: np.ndarray, iters: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        session(x)
+    return (time.perf_counter() - t0) / iters
+
+
+def benchmark_deploy(
+        models: Sequence[str],
+        runtimes: Sequence[str],
+        batch_size: int = 8,
+        img_size: int = 224,
+        threads: int = 2,
+        rounds: int = 7,
+        min_time: float = 0.25,
+        exporter: str = 'torchscript',
+        work_dir: Optional[Path] = None,
+        log: Callable[[str], None] = print,
+) -> Dict[str, Any]:
+    """Export, check and time every model in every runtime; returns the report (rows, targets, machine)."""
+    load_start = _load_avg()
+    torch.set_num_threads(threads)
+    x = torch.randn(batch_size, 3, img_size, img_size, generator=torch.Generator().manual_seed(0))
+    sessions: Dict[Tuple[str, str], Session] = {}
+    rows: Dict[Tuple[str, str], Dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
+        for name in models:
+            torch.manual_seed(0)
+            model = timm.create_model(name, img_size=img_size).eval()
+            with torch.no_grad():
+                eager = model(x).numpy()
+            path = Path(tmp) / f'{name}.onnx'
+            log(f'export {name} ({exporter})')
+            export_onnx(model, path, x[:2] if batch_size > 2 else x.repeat(2, 1, 1, 1), exporter)  # batch >= 2
+            for runtime in runtimes:
+                session, precision = open_runtime(runtime, path, threads)
+                diff = float(np.abs(session(x.numpy()) - eager).max())
+                sessions[(name, runtime)] = session
+                rows[(name, runtime)] = dict(model=name, runtime=runtime, precision=precision, max_abs_diff=diff)
+        xn = x.numpy()
+        iters = {}
+        for key, session in sessions.items():
+            session(xn)  # warm-up
+            iters[key] = max(1, round(min_time / max(_time(session, xn, 1), 1e-6)))
+        times: Dict[Tuple[str, str], List[float]] = {key: [] for key in sessions}
+        keys = list(sessions)
+        for r in range(rounds):
+            for key in keys[r % len(keys):] + keys[:r % len(keys)]:
+                times[key].append(_time(sessions[key], xn, iters[key]))
+            log(f'round {r + 1}/{rounds} done')
+
+    for key, row in rows.items():
+        row['img_per_s_median'] = batch_size / statistics.median(times[key])
+        row['seconds_per_batch'] = times[key]
+    targets = []
+    for model, ref, runtime, threshold in TARGETS:
+        a, b = (model, runtime), (ref, runtime)
+        ratio = statistics.median(tb / ta for ta, tb in zip(times[a], times[b])) if a in times and b in times else None
+        result = 'not measured' if ratio is None else ('pass' if ratio >= threshold else 'FAIL')
+        targets.append(dict(model=model, reference=ref, runtime=runtime, threshold=threshold, ratio=ratio,
+                            result=result))
+    for row in rows.values():
+        if row['runtime'] in EXACT_RUNTIMES:
+            row['exact'] = 'pass' if row['max_abs_diff'] <= TOLERANCE else 'FAIL'
+    machine = machine_info(torch.device('cpu'), threads, amp=False)
+    machine['load_avg'] = [load_start, _load_avg()]
+    versions = {}
+    for module in ('onnxruntime', 'openvino', 'onnx'):
+        try:
+            versions[module] = __import__(module).__version__
+        except ImportError:
+            versions[module] = None
+    return dict(machine=machine, versions=versions, exporter=exporter, batch_size=batch_size, img_size=img_size,
+                rounds=rounds, rows=list(rows.values()), targets=targets)
+
+
+def render_markdown(report: Dict[str, Any], notes: Sequence[str] = ()) -> str:
+    """The report as markdown: settings, one row per model and runtime, the targets."""
+    m, v = report['machine'], report['versions']
+    lines = [
+        f"Measured {m['date']} on {m['device']} ({m['cpu_count']} CPUs, {m['threads']} threads), batch "
+        f"{report['batch_size']}, {report['img_size']} px; torch {m['torch']}, timm {m['timm']}, onnxruntime "
+        f"{v['onnxruntime']}, openvino {v['openvino']}; `torch.onnx.export` ({report['exporter']} exporter); "
+        f"{report['rounds']} interleaved rounds; 1-min load average {m['load_avg'][0]} at start, "
+        f"{m['load_avg'][1]} at end.",
+        '',
+        f"Command: `{m['command']}`",
+        '',
+        '| model | runtime | precision | img/s (median) | max abs diff vs eager |',
+        '|---|---|---|---|---|',
+    ]
+    for r in report['rows']:
+        exact = f" ({r['exact']} at <= {TOLERANCE:g})" if 'exact' in r else ''
+        lines.append(f"| {r['model']} | {r['runtime']} | {r['precision']} | {r['img_per_s_median']:.1f} "
+                     f"| {r['max_abs_diff']:.2e}{exact} |")
+    lines += ['', '| target (same runtime, median of per-round ratios) | ratio | required | result |',
+              '|---|---|---|---|']
+    for t in report['targets']:
+        ratio = '—' if t['ratio'] is None else f"{t['ratio']:.2f}x"
+        lines.append(f"| {t['model']} / {t['reference']} images/s, {t['runtime']} | {ratio} "
+                     f"| >= {t['threshold']:.2f}x | {t['result']} |")
+    return '\n'.join(lines + [''] + list(notes)) + '\n'
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the deployment benchmark; print the markdown, write .md/.json. Returns 0, or 2 on bad arguments."""
+    models = [m for m in args.models.split(',') if m]
+    wanted = [r for r in args.runtimes.split(',') if r]
+    bad = [m for m in models if not timm.is_model(m)] + [r for r in wanted if r not in RUNTIMES]
+    if bad or not models or args.rounds < 1 or args.threads < 1 or args.batch_size < 1:
+        print(f'Bad arguments {bad}: --models takes timm model names, --runtimes {",".join(RUNTIMES)}; --rounds, '
+              f'--threads and --batch-size must be >= 1.', file=sys.stderr)
+        return 2
+    usable, notes = available_runtimes()
+    runtimes = [r for r in wanted if r in usable]
+    if not runtimes:
+        print('No runtime to run: ' + ' '.join(notes), file=sys.stderr)
+        return 2
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731  progress on stderr, results on stdout
+    report = benchmark_deploy(
+        models, runtimes, batch_size=args.batch_size, img_size=args.img_size, threads=args.threads,
+        rounds=args.rounds, min_time=args.min_time, exporter=args.exporter, log=log)
+    report['notes'] = notes
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    markdown = render_markdown(report, notes)
+    (args.out_dir / f'{args.tag}.md').write_text(markdown)
+    (args.out_dir / f'{args.tag}.json').write_text(json.dumps(report, indent=1) + '\n')
+    print(markdown)
+    log(f'wrote {args.out_dir / args.tag}.md and .json')
+    return 0
