@@ -32,3 +32,14 @@ def test_chunked_stem_matches_official_golden(case, fused):
     model.patch_embed.inference_chunk_size = 0
     with torch.inference_mode():
         torch.testing.assert_close(model(x), logits, rtol=0, atol=1e-5)
+
+
+def test_fx_trace_without_autograd_keeps_the_batch_symbolic():
+    """FX traces without autograd too (timm's suite traces under inference_mode): the trace must not branch on the
+    batch size, and the traced graph must give the model's values at a batch that the eager model chunks."""
+    torch.manual_seed(0)
+    model = timm.create_model('t2t_vit_7', depth=1, img_size=64).eval()
+    with torch.inference_mode():
+        traced = timm.models.create_feature_extractor(model, return_nodes={'head': 'logits'})
+        x = torch.randn(10, 3, 64, 64)
+        torch.testing.assert_close(traced(x)['logits'], model(x), rtol=0, atol=1e-5)

@@ -83,6 +83,12 @@ def _is_exporting() -> bool:
     return torch.jit.is_tracing() or torch.compiler.is_exporting()
 
 
+@torch.jit.unused  # see _is_exporting
+def _is_tracing() -> bool:
+    """`_is_exporting`, or FX symbolic tracing (which cannot branch on a traced batch size)."""
+    return _is_exporting() or torch.fx._symbolic_trace.is_fx_tracing()
+
+
 def _soft_split_conv(x: torch.Tensor, k: int, s: int, p: int, channels_last: bool) -> torch.Tensor:
     """`soft_split` as one convolution with a fixed one-hot kernel, for export (`torch.jit.trace`, `torch.export`).
 
@@ -550,8 +556,7 @@ class TokensToToken(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Tokens (B, N, embed_dim) of images (B, C, H, W)."""
         chunk = self.inference_chunk_size
-        # (The shape test comes last: FX traces with autograd on and cannot branch on a traced shape.)
-        if chunk > 0 and not torch.is_grad_enabled() and not torch.jit.is_scripting() and not _is_exporting() \
+        if chunk > 0 and not torch.is_grad_enabled() and not torch.jit.is_scripting() and not _is_tracing() \
                 and x.shape[0] > chunk:
             # Without autograd, large batches go through the stem `chunk` images at a time: a chunk's 3136-token
             # maps stay in cache between the stem's ops, a whole batch of 32 does not (t2t_vit_7 at batch 32: 0.70x
