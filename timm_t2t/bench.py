@@ -1,9 +1,10 @@
 """Speed and memory benchmark: T2T-ViT next to plain ViTs, measured side by side in one process.
 
 Shared machines are noisy, so every case (model x input size x batch size x inference/training) is timed once per
-round and the rounds interleave all cases. Two same-run ratios compare a model with a reference: the ratio of their
-best rounds (noise only ever adds time, so the best round is the least disturbed one; targets use this) and the
-median over rounds of their ratio within a round. Memory is measured apart from the timing:
+round and the rounds interleave all cases. Two same-run ratios compare a model with a reference: the median over
+rounds of their ratio within a round (both ran under the same conditions; targets use this) and the ratio of their
+best rounds (noise only ever adds time, so the best round is the least disturbed one). Memory is measured apart from
+the timing:
 
 * CPU: one fresh child process per model and input size, with glibc told to `mmap` every block of 1 MiB or more
   (`MALLOC_MMAP_THRESHOLD_`), so freed tensors go back to the OS and the resident set follows the live tensors. After
