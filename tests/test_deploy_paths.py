@@ -1,27 +1,18 @@
 """The export path of the soft splits (one convolution each) against the official golden outputs, and the shape of
-the exported ONNX graph. Compact golden cases (64 px, the real stem), both ONNX export routes, fused and plain
+the exported ONNX graph. In-repo golden cases (64 px, the real stem), both ONNX export routes, fused and plain
 attention, run by onnxruntime."""
 import collections
-import json
 from pathlib import Path
-from typing import Any, Dict
 
 import pytest
 import torch
 
 import timm
 import timm_t2t  # noqa: F401  registers the models
+from conftest import checkpoint_files, expected_file, golden_case
 from timm_t2t.t2t_vit import soft_split
 
-COMPACT = Path(__file__).resolve().parents[2] / 'shared' / 'fixtures' / 'compact'
 TOL = 1e-4
-
-
-def _compact_case(name: str) -> Dict[str, Any]:
-    manifest = COMPACT / 'manifest.json'
-    if not manifest.exists():
-        raise FileNotFoundError(f'{manifest} not found: the compact fixtures must sit at ../shared beside the checkout')
-    return next(c for c in json.loads(manifest.read_text()) if c['case'] == name)
 
 
 def _export(model: torch.nn.Module, path: Path, x: torch.Tensor, dynamo: bool) -> None:
@@ -69,12 +60,12 @@ def test_onnx_graph_has_one_conv_per_soft_split(dynamo, tmp_path):
 def test_exported_onnx_matches_official_golden(name, dynamo, fused, tmp_path):
     import onnxruntime as ort
     from safetensors.torch import load_file
-    case = _compact_case(name)
+    case = golden_case(name)
     model = timm.create_model(
-        case['arch'], pretrained=True, pretrained_cfg_overlay=dict(file=str(COMPACT / f'{name}.safetensors')),
+        case['arch'], pretrained=True, pretrained_cfg_overlay=dict(file=str(checkpoint_files(case)[0])),
         **case['model_kwargs']).eval()
     model.set_fused_attn(fused)
-    expected = load_file(COMPACT / f'{name}.expected.safetensors')
+    expected = load_file(expected_file(case))
     x = expected['input']
     path = tmp_path / 'model.onnx'
     _export(model, path, torch.cat([x, x[:1]]), dynamo)  # traced at batch 3, run at the golden batch (2)

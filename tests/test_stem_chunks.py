@@ -6,20 +6,20 @@ from safetensors.torch import load_file
 
 import timm
 import timm_t2t  # noqa: F401  registers the models
-from conftest import FIXTURES, checkpoint_files, fixture_cases
+from conftest import checkpoint_files, expected_file, fixture_cases
 
 TOL = 1e-4
 CASES = [c for c in fixture_cases() if not c.get('checkpoint_files')]
 
 
 @pytest.mark.parametrize('fused', [True, False], ids=['fused', 'plain'])
-@pytest.mark.parametrize('case', CASES[:3], ids=[c['case'] for c in CASES[:3]])
+@pytest.mark.parametrize('case', CASES[:3], ids=[c['id'] for c in CASES[:3]])
 def test_chunked_stem_matches_official_golden(case, fused):
     model = timm.create_model(
         case['arch'], pretrained=True, pretrained_cfg_overlay=dict(file=str(checkpoint_files(case)[0])),
         **case['model_kwargs']).eval()
     model.set_fused_attn(fused)
-    expected = load_file(FIXTURES / f"{case['case']}.expected.safetensors")
+    expected = load_file(expected_file(case))
     x = torch.cat([expected['input'], expected['input']])  # twice the golden batch, one image per chunk
     calls = []
     model.patch_embed.attn1.register_forward_pre_hook(lambda m, i: calls.append(i[0].shape[0]))
