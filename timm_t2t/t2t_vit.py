@@ -796,6 +796,8 @@ class T2TViT(nn.Module):
 
     def _input_token_grid(self, x: torch.Tensor) -> Tuple[int, int]:
         """Backbone token grid (H, W) of images x (B, C, H, W), through the three soft splits."""
+        # `TokensToToken.dynamic_feat_size` computes the same, but TorchScript cannot compile its loop over the
+        # module-level SOFT_SPLITS tuple; the instance attribute scripts.
         h, w = x.shape[-2], x.shape[-1]
         splits = self.patch_embed.soft_splits
         for i in range(3):
