@@ -1,10 +1,11 @@
 """Training-memory savers: the GELU recompute in every MLP and grad checkpointing of the stem change what autograd
 keeps, not the forward values or the gradients."""
-from typing import Dict
+from typing import Dict, List
 
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import timm
 import timm_t2t  # noqa: F401  registers the models
@@ -53,6 +54,37 @@ def test_gelu_recompute_mlp_is_timm_mlp_in_eval_and_script():
     torch.testing.assert_close(mlp.train()(x), expected, rtol=0, atol=0)
     torch.testing.assert_close(torch.jit.script(mlp)(x), expected, rtol=0, atol=1e-7)
     assert not GeluRecomputeMlp(8, 16, drop=0.1).recompute_act  # dropout between: plain path
+
+
+def _aten_ops(fn) -> List[str]:
+    """Names of the aten ops `fn()` dispatches."""
+    ops = []
+
+    class Log(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            ops.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    with Log():
+        fn()
+    return ops
+
+
+@pytest.mark.parametrize('grad_mode', [torch.no_grad, torch.inference_mode])
+def test_gelu_runs_in_place_without_autograd(grad_mode):
+    """Without autograd the MLP's GELU overwrites fc1's output (one hidden-width tensor fewer); same values. With
+    autograd recording, in eval mode too, the GELU is not in place (backward needs its input)."""
+    torch.manual_seed(0)
+    mlp = GeluRecomputeMlp(8, 16).eval()
+    x = torch.randn(3, 8)
+    with torch.no_grad():
+        expected = mlp.fc2(F.gelu(mlp.fc1(x)))
+    with grad_mode():
+        ops = _aten_ops(lambda: mlp(x))
+        torch.testing.assert_close(mlp(x), expected, rtol=0, atol=0)
+    assert 'aten.gelu_.default' in ops and 'aten.gelu.default' not in ops
+    ops = _aten_ops(lambda: mlp(x).sum().backward())
+    assert 'aten.gelu_.default' not in ops
 
 
 @pytest.mark.parametrize('arch', ['t2t_vit_7', 't2t_vit_t_14'])

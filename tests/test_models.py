@@ -232,6 +232,10 @@ def test_layer_norm_linear_equals_norm_then_linear(with_bias):
     g = torch.randn_like(want)
     for a, b in zip(torch.autograd.grad(got, params, g), torch.autograd.grad(want, params, g)):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():  # nothing to keep for backward: exactly the plain composition
+        torch.testing.assert_close(
+            layer_norm_linear(x, norm.weight, norm.bias, norm.eps, linear.weight, linear.bias), want,
+            rtol=0, atol=0)
 
 
 @pytest.mark.parametrize('layer_cls', [TokenPerformer, TokenTransformer])

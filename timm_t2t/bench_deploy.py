@@ -8,8 +8,9 @@ default, `--exporter dynamo` for the torch.export-based one at opset 18) and run
 * OpenVINO with the device's default hint (bf16 on CPUs with bf16 units), reported as the precision the compiled
   model says it uses, with its largest logit difference from eager PyTorch.
 
-Rounds interleave every (model, runtime) pair, so ratios of images/s within one runtime come from the same
-conditions; a target is judged on the median of its per-round ratios. Run `timm-t2t bench-deploy --help`.
+Rounds interleave every (model, runtime) pair, the models of one runtime back to back, so ratios of images/s within
+one runtime come from the same conditions; a target is judged on the median of its per-round ratios. ONNX Runtime's
+idle threads sleep rather than spin, so they leave the cores to whatever runs next. Run `timm-t2t bench-deploy --help`.
 """
 import argparse
 import json
@@ -62,6 +63,9 @@ def open_runtime(runtime: str, path: Path, threads: int) -> Tuple[Session, str]:
         import onnxruntime as ort
         options = ort.SessionOptions()
         options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        # Idle ONNX Runtime threads spin-wait for the next run by default: on a small machine they take cores from
+        # whatever runs next in this process (the other runtimes' rounds).
+        options.add_session_config_entry('session.intra_op.allow_spinning', '0')
         session = ort.InferenceSession(str(path), options, providers=['CPUExecutionProvider'])
         name = session.get_inputs()[0].name
         return (lambda x: session.run(None, {name: x})[0]), 'f32'
@@ -86,6 +90,12 @@ def available_runtimes() -> Tuple[List[str], List[str]]:
             continue
         runtimes += [r for r in RUNTIMES if r.startswith(runtime)]
     return runtimes, notes
+
+
+def _rotate(items: Sequence[str], r: int) -> List[str]:
+    """`items` rotated left by r (mod its length)."""
+    k = r % len(items)
+    return list(items[k:]) + list(items[:k])
 
 
 def _time(session: Session, x: np.ndarray, iters: int) -> float:
@@ -133,10 +143,13 @@ def benchmark_deploy(
             session(xn)  # warm-up
             iters[key] = max(1, round(min_time / max(_time(session, xn, 1), 1e-6)))
         times: Dict[Tuple[str, str], List[float]] = {key: [] for key in sessions}
-        keys = list(sessions)
         for r in range(rounds):
-            for key in keys[r % len(keys):] + keys[:r % len(keys)]:
-                times[key].append(_time(sessions[key], xn, iters[key]))
+            # The models of one runtime run back to back (their order rotating from round to round): the ratios
+            # compare neighbours in time, so drifts of the machine's speed over seconds cancel out of them.
+            for runtime in _rotate(runtimes, r):
+                for name in _rotate(models, r):
+                    key = (name, runtime)
+                    times[key].append(_time(sessions[key], xn, iters[key]))
             log(f'round {r + 1}/{rounds} done')
 
     for key, row in rows.items():

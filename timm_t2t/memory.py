@@ -1,9 +1,12 @@
-"""Training-memory savers: autograd functions that keep the input of a cheap op for backward, not its output.
+"""Memory savers for the MLPs: keep the input of a cheap op for backward, not its output; no copy without autograd.
 
 A Linear keeps its input for the weight gradient. After a GELU that input is the GELU output, while the GELU itself
 keeps its own input: two tensors of the MLP's hidden width per block. `gelu_linear` keeps only the GELU input and
 recomputes the GELU in backward (one elementwise op), so each MLP keeps one hidden-width tensor instead of two. The
 forward arithmetic is unchanged; gradients match autograd's to float32 rounding.
+
+Without autograd the GELU runs in place on the first Linear's output: one hidden-width tensor fewer to allocate per
+MLP. On CPU a fresh allocation that large is often fresh pages from the OS, whose faults cost as much as the GELU.
 """
 from typing import Any, Optional, Tuple
 
@@ -61,8 +64,9 @@ def gelu_linear(
 ) -> torch.Tensor:
     """`F.linear(F.gelu(h), weight, bias)`, keeping only `h` for backward when autograd records.
 
-    Under autocast (whose casts the custom backward would have to repeat) or without autograd it is the plain
-    composition.
+    Without autograd the GELU overwrites `h`, which must be the caller's own temporary (e.g. a Linear's output), except
+    under `torch.jit.trace` (whose ONNX export has no in-place GELU). Under autocast (whose casts the custom backward
+    would have to repeat) it is the plain composition.
 
     Args:
         h: Pre-activations (..., hidden).
@@ -73,6 +77,9 @@ def gelu_linear(
     Returns:
         (..., out).
     """
+    if not torch.is_grad_enabled() and not torch.jit.is_tracing():
+        # aten's in-place GELU, which has no public Python wrapper.
+        return F.linear(torch.ops.aten.gelu_(h, approximate=approximate), weight, bias)
     records = torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad)
     if not records or torch.is_autocast_enabled(h.device.type):
         return F.linear(F.gelu(h, approximate=approximate), weight, bias)
@@ -82,8 +89,8 @@ def gelu_linear(
 class GeluRecomputeMlp(Mlp):
     """timm's `Mlp` (same parameters and keys) that recomputes its GELU in backward instead of keeping its output.
 
-    Applies in training when the MLP is `fc1 -> GELU -> fc2` (no dropout between, no hidden norm); otherwise, and in
-    eval mode, it runs exactly as `Mlp`.
+    When the MLP is `fc1 -> GELU -> fc2` (no dropout between, no hidden norm) it runs through `gelu_linear`: GELU
+    recomputed in backward when autograd records, in place without autograd. Otherwise it runs exactly as `Mlp`.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -95,7 +102,7 @@ class GeluRecomputeMlp(Mlp):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.fc1(x)
-        if self.training and self.recompute_act and not torch.jit.is_scripting():
+        if self.recompute_act and not torch.jit.is_scripting():
             return self.drop2(gelu_linear(x, self.fc2.weight, self.fc2.bias, self.act_approximate))
         x = self.act(x)
         x = self.drop1(x)
