@@ -87,6 +87,23 @@ def test_gelu_runs_in_place_without_autograd(grad_mode):
     assert 'aten.gelu_.default' not in ops
 
 
+def test_gelu_stays_out_of_place_where_fc1_output_is_visible():
+    """A forward hook on fc1 or an FX graph returning fc1's output must get fc1's values, not the GELU's."""
+    torch.manual_seed(0)
+    model = timm.create_model('t2t_vit_7', depth=1, img_size=64).eval()
+    fc1 = model.blocks[0].mlp.fc1
+    x = torch.randn(2, 3, 64, 64)
+    seen = []
+    handle = fc1.register_forward_hook(lambda m, i, o: seen.append((o, o.clone())))
+    with torch.inference_mode():
+        model(x)
+    handle.remove()
+    assert torch.equal(seen[0][0], seen[0][1])
+    with torch.inference_mode():
+        extractor = timm.models.create_feature_extractor(model, return_nodes={'blocks.0.mlp.fc1': 'fc1'})
+        torch.testing.assert_close(extractor(x)['fc1'], seen[0][1], rtol=0, atol=1e-6)
+
+
 @pytest.mark.parametrize('arch', ['t2t_vit_7', 't2t_vit_t_14'])
 def test_grad_checkpointing_covers_the_stem(arch):
     """`set_grad_checkpointing()` (timm's --grad-checkpointing) recomputes the stem's T2T layers in backward: they run

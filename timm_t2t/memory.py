@@ -64,9 +64,8 @@ def gelu_linear(
 ) -> torch.Tensor:
     """`F.linear(F.gelu(h), weight, bias)`, keeping only `h` for backward when autograd records.
 
-    Without autograd the GELU overwrites `h`, which must be the caller's own temporary (e.g. a Linear's output), except
-    under `torch.jit.trace` (whose ONNX export has no in-place GELU). Under autocast (whose casts the custom backward
-    would have to repeat) it is the plain composition.
+    Under autocast (whose casts the custom backward would have to repeat) or without autograd it is the plain
+    composition.
 
     Args:
         h: Pre-activations (..., hidden).
@@ -77,9 +76,6 @@ def gelu_linear(
     Returns:
         (..., out).
     """
-    if not torch.is_grad_enabled() and not torch.jit.is_tracing():
-        # aten's in-place GELU, which has no public Python wrapper.
-        return F.linear(torch.ops.aten.gelu_(h, approximate=approximate), weight, bias)
     records = torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad)
     if not records or torch.is_autocast_enabled(h.device.type):
         return F.linear(F.gelu(h, approximate=approximate), weight, bias)
@@ -89,8 +85,10 @@ def gelu_linear(
 class GeluRecomputeMlp(Mlp):
     """timm's `Mlp` (same parameters and keys) that recomputes its GELU in backward instead of keeping its output.
 
-    When the MLP is `fc1 -> GELU -> fc2` (no dropout between, no hidden norm) it runs through `gelu_linear`: GELU
-    recomputed in backward when autograd records, in place without autograd. Otherwise it runs exactly as `Mlp`.
+    When the MLP is `fc1 -> GELU -> fc2` (no dropout between, no hidden norm), the GELU is recomputed in backward in
+    training (`gelu_linear`), and runs in place on fc1's output without autograd, unless something could see that
+    output: a forward hook on fc1, an FX graph (which may return it as a feature) or `torch.jit.trace`. Otherwise it
+    runs exactly as `Mlp`.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -100,10 +98,21 @@ class GeluRecomputeMlp(Mlp):
             isinstance(self.act, nn.GELU) and isinstance(self.norm, nn.Identity) and isinstance(self.fc2, nn.Linear)
             and self.drop1.p == 0.)
 
+    @torch.jit.unused  # scripted modules never take the in-place path
+    def _gelu_in_place(self, h: torch.Tensor) -> bool:
+        """Whether the GELU may overwrite fc1's output `h`: no autograd, and nothing else can hold `h`. FX symbolic
+        tracing passes proxies, not tensors, so a traced graph (whose outputs may include fc1's) never takes it."""
+        return (not torch.is_grad_enabled() and isinstance(h, torch.Tensor) and not torch.jit.is_tracing()
+                and not self.fc1._forward_hooks)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.fc1(x)
         if self.recompute_act and not torch.jit.is_scripting():
-            return self.drop2(gelu_linear(x, self.fc2.weight, self.fc2.bias, self.act_approximate))
+            if self._gelu_in_place(x):
+                # aten's in-place GELU, which has no public Python wrapper.
+                return self.drop2(self.fc2(torch.ops.aten.gelu_(x, approximate=self.act_approximate)))
+            if self.training:
+                return self.drop2(gelu_linear(x, self.fc2.weight, self.fc2.bias, self.act_approximate))
         x = self.act(x)
         x = self.drop1(x)
         x = self.norm(x)
