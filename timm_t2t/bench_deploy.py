@@ -8,13 +8,14 @@ default, `--exporter dynamo` for the torch.export-based one at opset 18) and run
 * OpenVINO with the device's default hint (bf16 on CPUs with bf16 units), reported as the precision the compiled
   model says it uses, with its largest logit difference from eager PyTorch.
 
-Rounds interleave every (model, runtime) pair, the models of one runtime back to back, so ratios of images/s within
-one runtime come from the same conditions; a target is judged on the median of its per-round ratios. ONNX Runtime's
-idle threads sleep rather than spin, so they leave the cores to whatever runs next. Run `timm-t2t bench-deploy --help`.
+Each runtime runs in a fresh process of its own, with default session settings, as a deployment would run it; there
+the models alternate in interleaved rounds, so ratios of images/s within one runtime come from the same conditions. A
+target is judged on the median of its per-round ratios. Run `timm-t2t bench-deploy --help`.
 """
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -63,9 +64,6 @@ def open_runtime(runtime: str, path: Path, threads: int) -> Tuple[Session, str]:
         import onnxruntime as ort
         options = ort.SessionOptions()
         options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-        # Idle ONNX Runtime threads spin-wait for the next run by default: on a small machine they take cores from
-        # whatever runs next in this process (the other runtimes' rounds).
-        options.add_session_config_entry('session.intra_op.allow_spinning', '0')
         session = ort.InferenceSession(str(path), options, providers=['CPUExecutionProvider'])
         name = session.get_inputs()[0].name
         return (lambda x: session.run(None, {name: x})[0]), 'f32'
@@ -105,6 +103,31 @@ def _time(session: Session, x: np.ndarray, iters: int) -> float:
     return (time.perf_counter() - t0) / iters
 
 
+def _runtime_child() -> None:
+    """Entry of one runtime's timing process: argv[1] is a JSON job, the result is the last stdout line.
+
+    Opens every model's ONNX file in the runtime, checks it against the eager logits, then times `rounds` rounds in
+    which the models run back to back, their order rotating from round to round.
+    """
+    job = json.loads(sys.argv[1])
+    folder, names = Path(job['dir']), job['models']
+    x = np.load(folder / 'input.npy')
+    sessions, out = {}, {}
+    for name in names:
+        session, precision = open_runtime(job['runtime'], folder / f'{name}.onnx', job['threads'])
+        diff = float(np.abs(session(x) - np.load(folder / f'{name}.eager.npy')).max())
+        sessions[name] = session
+        out[name] = dict(precision=precision, max_abs_diff=diff, seconds_per_batch=[])
+    iters = {}
+    for name, session in sessions.items():
+        session(x)  # warm-up
+        iters[name] = max(1, round(job['min_time'] / max(_time(session, x, 1), 1e-6)))
+    for r in range(job['rounds']):
+        for name in _rotate(names, r):
+            out[name]['seconds_per_batch'].append(_time(sessions[name], x, iters[name]))
+    print(json.dumps(out))
+
+
 def benchmark_deploy(
         models: Sequence[str],
         runtimes: Sequence[str],
@@ -121,36 +144,34 @@ def benchmark_deploy(
     load_start = _load_avg()
     torch.set_num_threads(threads)
     x = torch.randn(batch_size, 3, img_size, img_size, generator=torch.Generator().manual_seed(0))
-    sessions: Dict[Tuple[str, str], Session] = {}
     rows: Dict[Tuple[str, str], Dict[str, Any]] = {}
+    times: Dict[Tuple[str, str], List[float]] = {}
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
+        np.save(Path(tmp) / 'input.npy', x.numpy())
         for name in models:
             torch.manual_seed(0)
             model = timm.create_model(name, img_size=img_size).eval()
             with torch.no_grad():
-                eager = model(x).numpy()
-            path = Path(tmp) / f'{name}.onnx'
+                np.save(Path(tmp) / f'{name}.eager.npy', model(x).numpy())
             log(f'export {name} ({exporter})')
-            export_onnx(model, path, x[:2] if batch_size > 2 else x.repeat(2, 1, 1, 1), exporter)  # batch >= 2
-            for runtime in runtimes:
-                session, precision = open_runtime(runtime, path, threads)
-                diff = float(np.abs(session(x.numpy()) - eager).max())
-                sessions[(name, runtime)] = session
-                rows[(name, runtime)] = dict(model=name, runtime=runtime, precision=precision, max_abs_diff=diff)
-        xn = x.numpy()
-        iters = {}
-        for key, session in sessions.items():
-            session(xn)  # warm-up
-            iters[key] = max(1, round(min_time / max(_time(session, xn, 1), 1e-6)))
-        times: Dict[Tuple[str, str], List[float]] = {key: [] for key in sessions}
-        for r in range(rounds):
-            # The models of one runtime run back to back (their order rotating from round to round): the ratios
-            # compare neighbours in time, so drifts of the machine's speed over seconds cancel out of them.
-            for runtime in _rotate(runtimes, r):
-                for name in _rotate(models, r):
-                    key = (name, runtime)
-                    times[key].append(_time(sessions[key], xn, iters[key]))
-            log(f'round {r + 1}/{rounds} done')
+            export_onnx(model, Path(tmp) / f'{name}.onnx', x[:2] if batch_size > 2 else x.repeat(2, 1, 1, 1), exporter)
+        for runtime in runtimes:
+            # Each runtime in a fresh process of its own, as a deployment runs it: idle thread pools of the other
+            # runtimes (each session keeps one) cannot take cores from it on a small machine.
+            log(f'time {runtime} (child process, {rounds} rounds)')
+            job = dict(runtime=runtime, models=list(models), dir=tmp, threads=threads, rounds=rounds, min_time=min_time)
+            proc = subprocess.run(
+                [sys.executable, '-c', 'from timm_t2t.bench_deploy import _runtime_child; _runtime_child()',
+                 json.dumps(job)], capture_output=True, text=True)
+            try:
+                result = json.loads(proc.stdout.strip().splitlines()[-1])
+            except (IndexError, json.JSONDecodeError):
+                tail = (proc.stderr.strip().splitlines() or ['no output'])[-1]
+                raise RuntimeError(f'{runtime} child failed (exit {proc.returncode}): {tail}') from None
+            for name, r in result.items():
+                rows[(name, runtime)] = dict(
+                    model=name, runtime=runtime, precision=r['precision'], max_abs_diff=r['max_abs_diff'])
+                times[(name, runtime)] = r['seconds_per_batch']
 
     for key, row in rows.items():
         row['img_per_s_median'] = batch_size / statistics.median(times[key])
