@@ -4,6 +4,7 @@ Tiny models and inputs, one round; no timing is asserted (the machine is shared 
 """
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import List
 
@@ -144,3 +145,16 @@ def test_default_cases_cover_every_target() -> None:
             if t.device_type == device_type:
                 assert bench.Case(t.model, t.img_size, t.batch_size, t.mode) in cases
                 assert bench.Case(t.reference, t.img_size, t.batch_size, t.mode) in cases
+
+
+def test_command_records_allocator_and_thread_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Environment settings that change CPU timings are part of the command that reproduces a run."""
+    for key in list(os.environ):
+        if key == 'LD_PRELOAD' or key.startswith(('MALLOC_', 'OMP_', 'MKL_', 'KMP_')):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv('MALLOC_TRIM_THRESHOLD_', '100000000000')
+    monkeypatch.setenv('OMP_NUM_THREADS', '2')
+    monkeypatch.setenv('HOME_FOR_TEST', 'not a timing setting')
+    monkeypatch.setattr('sys.argv', ['timm-t2t', 'bench', '--rounds', '3'])
+    command = bench.machine_info(torch.device('cpu'), 2, amp=False)['command']
+    assert command == 'MALLOC_TRIM_THRESHOLD_=100000000000 OMP_NUM_THREADS=2 timm-t2t bench --rounds 3'

@@ -492,9 +492,12 @@ def machine_info(device: torch.device, threads: int, amp: bool) -> Dict[str, Any
         except metadata.PackageNotFoundError:
             return None
 
+    # Settings that change CPU timings (allocator, thread pools) belong to the command that reproduces a run.
+    env = [f'{k}={shlex.quote(v)}' for k, v in sorted(os.environ.items())
+           if k == 'LD_PRELOAD' or k.startswith(('MALLOC_', 'OMP_', 'MKL_', 'KMP_'))]
     return dict(
         date=datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
-        command=' '.join([Path(sys.argv[0]).name] + [shlex.quote(a) for a in sys.argv[1:]]),
+        command=' '.join(env + [Path(sys.argv[0]).name] + [shlex.quote(a) for a in sys.argv[1:]]),
         device=torch.cuda.get_device_name(device) if device.type == 'cuda' else f'CPU: {cpu}',
         cpu=cpu,
         cpu_count=os.cpu_count(),
