@@ -1,4 +1,5 @@
-"""Memory savers for the MLPs: keep the input of a cheap op for backward, not its output; no copy without autograd.
+"""Memory savers for the MLPs: keep the input of a cheap op for backward, not its output; one temporary fewer without
+autograd.
 
 A Linear keeps its input for the weight gradient. After a GELU that input is the GELU output, while the GELU itself
 keeps its own input: two tensors of the MLP's hidden width per block. `gelu_linear` keeps only the GELU input and
@@ -6,7 +7,8 @@ recomputes the GELU in backward (one elementwise op), so each MLP keeps one hidd
 forward arithmetic is unchanged; gradients match autograd's to float32 rounding.
 
 Without autograd the GELU runs in place on the first Linear's output: one hidden-width tensor fewer to allocate per
-MLP. On CPU a fresh allocation that large is often fresh pages from the OS, whose faults cost as much as the GELU.
+MLP. On CPU a fresh allocation that large often comes as fresh pages from the OS, each first touched through a page
+fault.
 """
 from typing import Any, Optional, Tuple
 
