@@ -306,6 +306,26 @@ def _time_steps(step: Callable[[], None], iters: int, device: torch.device) -> f
     return (time.perf_counter() - t0) / iters
 
 
+def rotate(items: Sequence[Any], r: int) -> List[Any]:
+    """`items` rotated left by r (mod its length): round r's order, so no item always follows the same one."""
+    k = r % len(items)
+    return list(items[k:]) + list(items[:k])
+
+
+def run_child(entry: str, job: Dict[str, Any], env: Optional[Dict[str, str]] = None) -> Tuple[Any, str]:
+    """Run `entry` ('module:function', which reads the JSON job from argv[1] and prints its JSON result as the last
+    stdout line) in a fresh Python process. Returns (result, '') or (None, why it failed)."""
+    module, function = entry.split(':')
+    proc = subprocess.run(
+        [sys.executable, '-c', f'from {module} import {function}; {function}()', json.dumps(job)],
+        env=env, capture_output=True, text=True)
+    try:
+        return json.loads(proc.stdout.strip().splitlines()[-1]), ''
+    except (IndexError, json.JSONDecodeError):
+        tail = (proc.stderr.strip().splitlines() or ['no output'])[-1]
+        return None, f'child failed (exit {proc.returncode}): {tail}'
+
+
 def time_cases(
         cases: Sequence[Case],
         runner: Runner,
@@ -329,8 +349,7 @@ def time_cases(
         iters[case] = max(1, math.ceil(min_time / max(t, 1e-6)))
     times: Dict[Case, List[float]] = {c: [] for c in cases}
     for r in range(rounds):
-        order = list(cases[r % len(cases):]) + list(cases[:r % len(cases)])
-        for case in order:
+        for case in rotate(cases, r):
             times[case].append(_time_steps(steps[case], iters[case], runner.device))
         log(f'round {r + 1}/{rounds} done')
     return times
@@ -413,14 +432,9 @@ def measure_memory(
     for (model, size), group in groups.items():
         log(f'memory {model} {size}px ({len(group)} case(s), child process)')
         job = dict(threads=threads, amp=runner.amp, seed=runner.seed, cases=[asdict(c) for c in group])
-        proc = subprocess.run(
-            [sys.executable, '-c', 'from timm_t2t.bench import _memory_child; _memory_child()', json.dumps(job)],
-            env=env, capture_output=True, text=True)
-        try:
-            result = json.loads(proc.stdout.strip().splitlines()[-1])
-        except (IndexError, json.JSONDecodeError):
-            tail = (proc.stderr.strip().splitlines() or ['no output'])[-1]
-            result = {c.label: f'child failed (exit {proc.returncode}): {tail}' for c in group}
+        result, error = run_child('timm_t2t.bench:_memory_child', job, env)
+        if result is None:
+            result = {c.label: error for c in group}
         for case in group:
             out[case] = result[case.label]
     return out

@@ -15,7 +15,6 @@ target is judged on the median of its per-round ratios. Run `timm-t2t bench-depl
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +27,7 @@ import torch
 import timm
 
 from . import t2t_vit  # noqa: F401  (registers the t2t_vit_* models)
-from .bench import _load_avg, machine_info
+from .bench import _load_avg, machine_info, rotate, run_child
 from .cli_bench import DEPLOY_MODELS as MODELS, RUNTIMES  # noqa: F401  (the parser is torch-free: fast --help)
 
 EXACT_RUNTIMES = ('onnxruntime', 'openvino-f32')  # float32 runtimes: outputs must match eager within TOLERANCE
@@ -90,12 +89,6 @@ def available_runtimes() -> Tuple[List[str], List[str]]:
     return runtimes, notes
 
 
-def _rotate(items: Sequence[str], r: int) -> List[str]:
-    """`items` rotated left by r (mod its length)."""
-    k = r % len(items)
-    return list(items[k:]) + list(items[:k])
-
-
 def _time(session: Session, x: np.ndarray, iters: int) -> float:
     t0 = time.perf_counter()
     for _ in range(iters):
@@ -123,7 +116,7 @@ def _runtime_child() -> None:
         session(x)  # warm-up
         iters[name] = max(1, round(job['min_time'] / max(_time(session, x, 1), 1e-6)))
     for r in range(job['rounds']):
-        for name in _rotate(names, r):
+        for name in rotate(names, r):
             out[name]['seconds_per_batch'].append(_time(sessions[name], x, iters[name]))
     print(json.dumps(out))
 
@@ -160,14 +153,9 @@ def benchmark_deploy(
             # runtimes (each session keeps one) cannot take cores from it on a small machine.
             log(f'time {runtime} (child process, {rounds} rounds)')
             job = dict(runtime=runtime, models=list(models), dir=tmp, threads=threads, rounds=rounds, min_time=min_time)
-            proc = subprocess.run(
-                [sys.executable, '-c', 'from timm_t2t.bench_deploy import _runtime_child; _runtime_child()',
-                 json.dumps(job)], capture_output=True, text=True)
-            try:
-                result = json.loads(proc.stdout.strip().splitlines()[-1])
-            except (IndexError, json.JSONDecodeError):
-                tail = (proc.stderr.strip().splitlines() or ['no output'])[-1]
-                raise RuntimeError(f'{runtime} child failed (exit {proc.returncode}): {tail}') from None
+            result, error = run_child('timm_t2t.bench_deploy:_runtime_child', job)
+            if result is None:
+                raise RuntimeError(f'{runtime}: {error}')
             for name, r in result.items():
                 rows[(name, runtime)] = dict(
                     model=name, runtime=runtime, precision=r['precision'], max_abs_diff=r['max_abs_diff'])
