@@ -10,8 +10,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import timm_t2t  # noqa: F401  registers the models
 from timm_t2t.t2t_vit import (
-    HF_HUB_NAMESPACE, BoolMaskDropout, TokenPerformer, TokenTransformer, layer_norm_linear, performer_attention,
-    sinusoid_pos_embed)
+    HF_HUB_NAMESPACE, BoolMaskDropout, TokenPerformer, TokenTransformer, kernel_major_columns, layer_norm_linear,
+    performer_attention, sinusoid_pos_embed, soft_split_kernel_major)
 
 ARCHS = [
     't2t_vit_7', 't2t_vit_10', 't2t_vit_12', 't2t_vit_14', 't2t_vit_19', 't2t_vit_24',
@@ -236,6 +236,44 @@ def test_layer_norm_linear_equals_norm_then_linear(with_bias):
         torch.testing.assert_close(
             layer_norm_linear(x, norm.weight, norm.bias, norm.eps, linear.weight, linear.bias), want,
             rtol=0, atol=0)
+
+
+def test_kernel_major_split_is_a_column_permutation_of_unfold():
+    """The eager split of the token maps holds nn.Unfold's values, each patch in (i, j, c) order, and
+    `kernel_major_columns` reorders stored weights to match: exactly, on odd and non-square sizes."""
+    x = torch.randn(2, 9, 11, 5, generator=torch.Generator().manual_seed(0))
+    k, s, p = 3, 2, 1
+    unfold = torch.nn.Unfold(k, padding=p, stride=s)(x.permute(0, 3, 1, 2)).transpose(1, 2)  # B, L, c*k*k + i*k + j
+    got = soft_split_kernel_major(x, k, s, p).flatten(1, 2)  # B, L, (i * k + j) * C + c
+    C = x.shape[-1]
+    for c, i, j in [(0, 0, 0), (4, 0, 0), (1, 2, 1), (3, 1, 2)]:
+        assert torch.equal(got[..., (i * k + j) * C + c], unfold[..., c * k * k + i * k + j])
+    assert torch.equal(kernel_major_columns(unfold, k), got)
+    weight = torch.randn(7, C * k * k)
+    assert torch.equal(weight[:, 1 * k * k + 2 * k + 0], kernel_major_columns(weight, k)[:, (2 * k + 0) * C + 1])
+
+
+@pytest.mark.parametrize('grad', [True, False], ids=['autograd', 'no_grad'])
+@pytest.mark.parametrize('layer_cls', [TokenPerformer, TokenTransformer])
+def test_t2t_layer_reads_kernel_major_patches(layer_cls, grad):
+    """`patch_kernel` makes a T2T layer read kernel-major patches with its stored (nn.Unfold order) weights: the same
+    output to float32 rounding, and the same parameter gradients."""
+    torch.manual_seed(0)
+    layer = layer_cls(5 * 9, 8).eval()
+    with torch.no_grad():
+        layer.norm1.weight.normal_()
+        layer.norm1.bias.normal_()
+    patches = torch.randn(2, 6, 5 * 9)  # nn.Unfold order, 5 channels, 3 x 3 kernel
+    with torch.set_grad_enabled(grad):
+        want = layer(patches)
+        got = layer(kernel_major_columns(patches, 3), patch_kernel=3)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(kernel_major_columns(patches, 3), patches)
+    if grad:
+        params = list(layer.parameters())
+        g = torch.randn_like(want)
+        for a, b in zip(torch.autograd.grad(got, params, g), torch.autograd.grad(want, params, g)):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize('layer_cls', [TokenPerformer, TokenTransformer])
