@@ -2,9 +2,9 @@
 
 Shared machines are noisy, so every case (model x input size x batch size x inference/training) is timed once per
 round and the rounds interleave all cases. Two same-run ratios compare a model with a reference: the median over
-rounds of their ratio within a round (both ran under the same conditions; targets use this) and the ratio of their
-best rounds (noise only ever adds time, so the best round is the least disturbed one). Memory is measured apart from
-the timing:
+rounds of their ratio within a round (both ran under the same conditions; targets use this, shown with the quartiles
+of the round ratios) and the ratio of their best rounds (noise only ever adds time, so the best round is the least
+disturbed one). Memory is measured apart from the timing:
 
 * CPU: one fresh child process per model and input size, with glibc told to `mmap` every block of 1 MiB or more
   (`MALLOC_MMAP_THRESHOLD_`), so freed tensors go back to the OS and the resident set follows the live tensors. After
@@ -445,9 +445,19 @@ def _best_ratio(a: Sequence[float], b: Sequence[float]) -> float:
     return min(b) / min(a)
 
 
+def round_ratios(a: Sequence[float], b: Sequence[float]) -> Tuple[float, float, float]:
+    """a's images/s over b's within each round (b_time / a_time; a and b are seconds per step per round): the lower
+    quartile, median and upper quartile over rounds. The quartiles show how far the noise moves a judged median."""
+    ratios = [tb / ta for ta, tb in zip(a, b)]
+    if len(ratios) < 2:
+        return ratios[0], ratios[0], ratios[0]
+    low, median, high = statistics.quantiles(ratios, n=4, method='inclusive')
+    return low, median, high
+
+
 def _median_ratio(a: Sequence[float], b: Sequence[float]) -> float:
     """Median over rounds of b_time / a_time, i.e. of a's images/s over b's in the same round."""
-    return statistics.median(tb / ta for ta, tb in zip(a, b))
+    return round_ratios(a, b)[1]
 
 
 def _find(rows: Sequence[Dict[str, Any]], model: str, size: int, batch: int, mode: str) -> Optional[Dict[str, Any]]:
@@ -473,9 +483,10 @@ def evaluate_targets(
             continue
         a = Case(t.model, t.img_size, t.batch_size, t.mode)
         b = Case(t.reference, t.img_size, t.batch_size, t.mode)
-        value = median = None
+        value = median = quartiles = None
         if t.metric == 'throughput' and a in times and b in times:
-            value, median = _best_ratio(times[a], times[b]), _median_ratio(times[a], times[b])
+            low, median, high = round_ratios(times[a], times[b])
+            value, quartiles = _best_ratio(times[a], times[b]), [low, high]
         elif t.metric in ('memory', 'saved'):
             key = 'peak_mb' if t.metric == 'memory' else 'saved_mb'
             ra, rb = _find(rows, *asdict(a).values()), _find(rows, *asdict(b).values())
@@ -486,7 +497,8 @@ def evaluate_targets(
             result = 'not measured'
         else:
             result = 'pass' if (judged >= t.threshold if t.op == '>=' else judged <= t.threshold) else 'FAIL'
-        out.append(dict(asdict(t), label=t.label, ratio=value, ratio_median=median, result=result))
+        out.append(dict(asdict(t), label=t.label, ratio=value, ratio_median=median, ratio_quartiles=quartiles,
+                        result=result))
     return out
 
 
@@ -542,6 +554,11 @@ def _fmt(value: Any, digits: int = 2, suffix: str = '') -> str:
     return f'{value:.{digits}f}{suffix}'
 
 
+def format_quartiles(quartiles: Optional[Sequence[float]]) -> str:
+    """'0.91-0.97x' for the (lower, upper) quartiles of round ratios, '—' when not measured."""
+    return '—' if quartiles is None else f'{quartiles[0]:.2f}-{quartiles[1]:.2f}x'
+
+
 def _pair(row: Dict[str, Any], key: str) -> str:
     if row[key] is None:
         return '—'
@@ -573,11 +590,12 @@ def render_markdown(report: Dict[str, Any]) -> str:
             f"| {_fmt(r['peak_mb'], 0)} | {_fmt(r['peak_mb_vs_vit_small'], 2, 'x')} "
             f"| {_fmt(r['saved_mb'], 0)} | {_fmt(r['saved_vs_vit_small'], 2, 'x')} |")
     if report['targets']:
-        lines += ['', '| target | ratio (best rounds) | median of round ratios | required | result |',
-                  '|---|---|---|---|---|']
+        lines += ['', '| target | ratio (best rounds) | median of round ratios | their quartiles | required '
+                  '| result |', '|---|---|---|---|---|---|']
         for t in report['targets']:
             lines.append(f"| {t['label']} | {_fmt(t['ratio'], 2, 'x')} | {_fmt(t['ratio_median'], 2, 'x')} "
-                         f"| {t['op']} {t['threshold']:.2f}x | {t['result']} |")
+                         f"| {format_quartiles(t['ratio_quartiles'])} | {t['op']} {t['threshold']:.2f}x "
+                         f"| {t['result']} |")
     errors = [(r['model'], r['img_size'], r['batch_size'], r['mode'], r['peak_mb'])
               for r in report['rows'] if isinstance(r['peak_mb'], str)]
     if errors:
