@@ -238,15 +238,20 @@ def test_layer_norm_linear_equals_norm_then_linear(with_bias):
             rtol=0, atol=0)
 
 
-def test_kernel_major_split_is_a_column_permutation_of_unfold():
-    """The eager split of the token maps holds nn.Unfold's values, each patch in (i, j, c) order, and
-    `kernel_major_columns` reorders stored weights to match: exactly, on odd and non-square sizes."""
-    x = torch.randn(2, 9, 11, 5, generator=torch.Generator().manual_seed(0))
-    k, s, p = 3, 2, 1
+@pytest.mark.parametrize('channels_last,shape,ksp', [
+    (False, (2, 3, 19, 23), (7, 4, 2)), (True, (2, 9, 11, 5), (3, 2, 1))], ids=['image', 'token_map'])
+def test_kernel_major_split_is_a_column_permutation_of_unfold(channels_last, shape, ksp):
+    """The eager soft splits hold nn.Unfold's values, each patch in (i, j, c) order (an image read through a
+    channels-last view), and `kernel_major_columns` reorders stored weights to match: exactly, on odd and non-square
+    sizes."""
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    if not channels_last:
+        x = x.permute(0, 2, 3, 1)  # the model's view of an image: not contiguous
+    k, s, p = ksp
     unfold = torch.nn.Unfold(k, padding=p, stride=s)(x.permute(0, 3, 1, 2)).transpose(1, 2)  # B, L, c*k*k + i*k + j
     got = soft_split_kernel_major(x, k, s, p).flatten(1, 2)  # B, L, (i * k + j) * C + c
     C = x.shape[-1]
-    for c, i, j in [(0, 0, 0), (4, 0, 0), (1, 2, 1), (3, 1, 2)]:
+    for c, i, j in [(0, 0, 0), (C - 1, 0, 0), (1, 2, 1), (2, 1, 2), (C - 1, k - 1, k - 1)]:
         assert torch.equal(got[..., (i * k + j) * C + c], unfold[..., c * k * k + i * k + j])
     assert torch.equal(kernel_major_columns(unfold, k), got)
     weight = torch.randn(7, C * k * k)
