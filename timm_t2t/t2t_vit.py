@@ -583,7 +583,7 @@ class TokensToToken(nn.Module):
         # summed in another order (float32 rounding).
         weight = self.proj.weight.reshape(self.proj.out_features, -1, k, k)
         x = F.conv2d(x.permute(0, 3, 1, 2), weight, self.proj.bias, stride=s, padding=p)
-        return x.flatten(2).transpose(1, 2)  # contiguous: the channels-last input gives a channels-last output
+        return x.flatten(2).transpose(1, 2)  # contiguous where the Conv keeps the input's channels-last layout (CPU)
 
     def forward_maps(self, x: torch.Tensor) -> Tuple[torch.Tensor, List[torch.Tensor]]:
         """Run the stem and keep the T2T layers' token maps.
