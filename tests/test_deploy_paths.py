@@ -37,7 +37,7 @@ def test_export_soft_split_equals_unfold(channels_last, shape, ksp):
     assert any(n.kind() == 'aten::_convolution' for n in traced.graph.nodes())
     out = traced(x)
     assert torch.equal(out.flatten(1, 2), expected)
-    assert torch.equal(soft_split(x, k, s, p, channels_last).flatten(1, 2), expected)  # eager path
+    assert torch.equal(soft_split(x, k, s, p, channels_last).flatten(1, 2), expected)  # untraced
 
 
 @pytest.mark.parametrize('dynamo', [False, True], ids=['torchscript_exporter', 'dynamo_exporter'])

@@ -98,22 +98,6 @@ def _is_tracing() -> bool:
     return _is_exporting() or _is_fx_symbolic_tracing()
 
 
-def _soft_split_conv(x: torch.Tensor, k: int, s: int, p: int, channels_last: bool) -> torch.Tensor:
-    """`soft_split` as one convolution with a fixed one-hot kernel, for export (`torch.jit.trace`, `torch.export`).
-
-    Every channel is convolved on its own with the k * k unit kernels, so output channel `c * k * k + i * k + j` is
-    input channel c shifted by (i, j): exactly `nn.Unfold`'s values and column order (products with 1 and sums with
-    exact zeros). It exports as a handful of operators (Transpose, Reshape, Conv), which ONNX Runtime and OpenVINO run
-    well, where strided views trace to k * k slices and a concat. Batch sizes stay symbolic: no reshape names it.
-    """
-    if channels_last:
-        x = x.permute(0, 3, 1, 2)
-    C, H, W = x.shape[1], x.shape[2], x.shape[3]
-    eye = torch.eye(k * k, dtype=x.dtype, device=x.device).reshape(k * k, 1, k, k)
-    y = F.conv2d(x.reshape(-1, 1, H, W), eye, stride=s, padding=p)  # B * C, k * k, H', W'
-    return y.reshape(-1, C * k * k, y.shape[2], y.shape[3]).permute(0, 2, 3, 1)  # B, H', W', C * k * k
-
-
 def soft_split(
         x: torch.Tensor,
         kernel_size: int,
@@ -121,7 +105,14 @@ def soft_split(
         padding: int,
         channels_last: bool = True,
 ) -> torch.Tensor:
-    """Overlapping patches of a map, as `nn.Unfold` would give them, as a channels-last map of patches.
+    """Overlapping patches of a map, exactly as `nn.Unfold` gives them, as one convolution with a fixed one-hot kernel.
+
+    The form the model exports (`torch.jit.trace`, `torch.export`); in eager mode it splits with
+    `soft_split_kernel_major`. Every channel is convolved on its own with the k * k unit kernels, so output channel
+    `c * k * k + i * k + j` is input channel c shifted by (i, j): exactly `nn.Unfold`'s values and column order
+    (products with 1 and sums with exact zeros). It exports as a handful of operators (Transpose, Reshape, Conv), which
+    ONNX Runtime and OpenVINO run well, where strided views trace to k * k slices and a concat. Batch sizes stay
+    symbolic: no reshape names them.
 
     Args:
         x: Map of shape (B, H, W, C), or (B, C, H, W) with `channels_last=False`.
@@ -135,13 +126,12 @@ def soft_split(
         the column order of `nn.Unfold`.
     """
     k, s, p = kernel_size, stride, padding
-    if not torch.jit.is_scripting() and _is_exporting():
-        return _soft_split_conv(x, k, s, p, channels_last)
-    # NOTE strided views instead of nn.Unfold: a single copy, and no (B, C*k*k, L) -> (B, L, C*k*k) transpose. The
-    # model itself splits with `soft_split_kernel_major` outside exports, whose copy reads along the channels.
-    if not channels_last:
-        x = x.permute(0, 2, 3, 1)
-    return F.pad(x, (0, 0, p, p, p, p)).unfold(1, k, s).unfold(2, k, s).flatten(3)  # B, H', W', C * k * k
+    if channels_last:
+        x = x.permute(0, 3, 1, 2)
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    eye = torch.eye(k * k, dtype=x.dtype, device=x.device).reshape(k * k, 1, k, k)
+    y = F.conv2d(x.reshape(-1, 1, H, W), eye, stride=s, padding=p)  # B * C, k * k, H', W'
+    return y.reshape(-1, C * k * k, y.shape[2], y.shape[3]).permute(0, 2, 3, 1)  # B, H', W', C * k * k
 
 
 def soft_split_kernel_major(x: torch.Tensor, kernel_size: int, stride: int, padding: int) -> torch.Tensor:
