@@ -6,6 +6,7 @@ import sys
 import pytest
 import timm
 import torch
+import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import timm_t2t  # noqa: F401  registers the models
@@ -256,6 +257,26 @@ def test_kernel_major_split_is_a_column_permutation_of_unfold(channels_last, sha
     assert torch.equal(kernel_major_columns(unfold, k), got)
     weight = torch.randn(7, C * k * k)
     assert torch.equal(weight[:, 1 * k * k + 2 * k + 0], kernel_major_columns(weight, k)[:, (2 * k + 0) * C + 1])
+
+
+@pytest.mark.parametrize('shape,ksp', [
+    ((2, 19, 23, 3), (7, 4, 2)), ((2, 13, 9, 5), (3, 2, 1)), ((1, 6, 7, 2), (3, 1, 0)), ((1, 4, 5, 2), (5, 2, 3))],
+    ids=['image', 'token_map', 'no_padding', 'padding_beyond_map'])
+def test_kernel_major_split_backward_is_unfolds(shape, ksp):
+    """The split's own backward (a strided add per kernel position) gives autograd's gradient through nn.Unfold, and
+    is differentiable again."""
+    k, s, p = ksp
+    x = torch.randn(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
+    patches = soft_split_kernel_major(x, k, s, p)
+    assert type(patches.grad_fn).__name__ == '_KernelMajorSplitBackward'
+    grad = torch.randn(patches.shape, dtype=torch.float64)
+    (got,) = torch.autograd.grad(patches, x, grad)
+    C = shape[-1]
+    grad_unfold_order = grad.flatten(1, 2).unflatten(-1, (k * k, C)).transpose(-1, -2).flatten(-2).transpose(1, 2)
+    (want,) = torch.autograd.grad(F.unfold(x.permute(0, 3, 1, 2), k, padding=p, stride=s), x, grad_unfold_order)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    small = x[:1, :5, :6, :2].detach().clone().requires_grad_(True)
+    assert torch.autograd.gradgradcheck(lambda t: soft_split_kernel_major(t, k, s, p), (small,))
 
 
 @pytest.mark.parametrize('grad', [True, False], ids=['autograd', 'no_grad'])

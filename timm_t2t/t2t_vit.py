@@ -68,6 +68,7 @@ from timm.models._features import feature_take_indices
 from timm.models._manipulate import adapt_input_conv
 from timm.models.vision_transformer import Block
 
+from .attention import SplitHeadsAttention
 from .memory import GeluRecomputeMlp
 from .pretrained import build_pretrained
 
@@ -152,9 +153,63 @@ def soft_split_kernel_major(x: torch.Tensor, kernel_size: int, stride: int, padd
     Returns:
         Patches of shape (B, H', W', kernel_size ** 2 * C).
     """
+    if not torch.jit.is_scripting() and isinstance(x, torch.Tensor) and x.requires_grad and torch.is_grad_enabled() \
+            and not torch.jit.is_tracing():
+        return _kernel_major_split_with_grad(x, kernel_size, stride, padding)
+    return _kernel_major_patches(x, kernel_size, stride, padding)
+
+
+def _kernel_major_patches(x: torch.Tensor, kernel_size: int, stride: int, padding: int) -> torch.Tensor:
+    """`soft_split_kernel_major` as views and one copy (autograd's backward for it: two `unfold_backward` passes)."""
     k, s, p = kernel_size, stride, padding
     x = F.pad(x, (0, 0, p, p, p, p)).unfold(1, k, s).unfold(2, k, s)  # B, H', W', C, k, k
     return x.permute(0, 1, 2, 4, 5, 3).flatten(3)
+
+
+class _KernelMajorSplit(torch.autograd.Function):
+    """`_kernel_major_patches` whose backward adds each kernel position's gradient back in place: k * k strided adds
+    of C-channel runs, 4x faster than autograd's two `unfold_backward` passes for the second split at batch 8 (4 vs
+    17.5 ms in forward plus backward). Same sums, in another order (float32 rounding)."""
+
+    @staticmethod
+    def forward(
+            ctx: torch.autograd.function.FunctionCtx,
+            x: torch.Tensor,
+            kernel_size: int,
+            stride: int,
+            padding: int,
+    ) -> torch.Tensor:
+        ctx.geometry = (x.shape, kernel_size, stride, padding)
+        return _kernel_major_patches(x, kernel_size, stride, padding)
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> Tuple[torch.Tensor, None, None, None]:
+        (B, H, W, C), k, s, p = ctx.geometry
+        H_out, W_out = grad.shape[1], grad.shape[2]
+        grad = grad.reshape(B, H_out, W_out, k, k, C)
+        grad_x = grad.new_zeros(B, H, W, C)
+        rows = [_kernel_rows(i, H, H_out, s, p) for i in range(k)]
+        cols = [_kernel_rows(j, W, W_out, s, p) for j in range(k)]
+        for i, (in_rows, out_rows) in enumerate(rows):
+            for j, (in_cols, out_cols) in enumerate(cols):
+                grad_x[:, in_rows, in_cols].add_(grad[:, out_rows, out_cols, i, j])
+        return grad_x, None, None, None
+
+
+def _kernel_rows(offset: int, size: int, size_out: int, stride: int, padding: int) -> Tuple[slice, slice]:
+    """For kernel position `offset` along one dim: (input rows it reads, patch rows that read them), the input rows
+    inside the map (the others are padding)."""
+    first = max(0, -((offset - padding) // stride))  # first patch whose row offset - padding + o * stride >= 0
+    last = min(size_out - 1, (size - 1 + padding - offset) // stride)
+    start = first * stride + offset - padding
+    if last < first:
+        return slice(0, 0), slice(0, 0)
+    return slice(start, start + (last - first) * stride + 1, stride), slice(first, last + 1)
+
+
+@torch.jit.unused  # TorchScript cannot compile autograd functions; scripted modules take the view path
+def _kernel_major_split_with_grad(x: torch.Tensor, kernel_size: int, stride: int, padding: int) -> torch.Tensor:
+    return _KernelMajorSplit.apply(x, kernel_size, stride, padding)
 
 
 def kernel_major_columns(t: torch.Tensor, kernel_size: int) -> torch.Tensor:
@@ -289,7 +344,9 @@ class BoolMaskDropout(nn.Dropout):
 
     PyTorch's CPU dropout keeps a float mask the size of its input and draws it with a slow `bernoulli_`; on the stem's
     3136-token maps, where the official model always drops 10 %, that is 4x the memory and twice the time of a bool
-    mask drawn with `rand`. Same distribution and scaling. Other devices already run a fused kernel with a bool mask.
+    mask. The mask compares 31-bit random integers with `p * 2 ** 31`: the drop rate is `p` to within 2 ** -31 (finer
+    than `torch.rand`'s 2 ** -24) and the draw 1.3x faster than `torch.rand` with its float conversion. Same
+    scaling. Other devices already run a fused kernel with a bool mask.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -297,8 +354,9 @@ class BoolMaskDropout(nn.Dropout):
             return x
         if x.device.type != 'cpu' or self.p == 1.:
             return F.dropout(x, self.p, True, self.inplace)
-        keep = torch.rand(x.shape, device=x.device) >= self.p
-        return x * keep * (1. / (1. - self.p))
+        draws = torch.empty(x.shape, dtype=torch.int32, device=x.device).random_()  # uniform in [0, 2 ** 31)
+        keep = draws >= round(self.p * 2 ** 31)
+        return x.mul(keep).mul_(1. / (1. - self.p))  # in place on mul's fresh output: autograd keeps only `keep`
 
 
 class TokenPerformer(nn.Module):
@@ -711,6 +769,7 @@ class T2TViT(nn.Module):
                 norm_layer=nn.LayerNorm,  # eps 1e-5 as in the official model (timm's ViT uses 1e-6)
                 act_layer=nn.GELU,
                 mlp_layer=GeluRecomputeMlp,  # timm's Mlp, keeping half the hidden activations for backward
+                attn_layer=SplitHeadsAttention,  # timm's Attention, one gradient copy fewer in backward
                 **dd,
             )
             for i in range(depth)])
