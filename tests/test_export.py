@@ -61,6 +61,16 @@ def test_torch_compile_default_path_has_no_graph_breaks(arch):
     assert explanation.graph_count == 1
 
 
+@pytest.mark.parametrize('arch', ARCHS)
+def test_torch_compile_training_step_has_no_graph_breaks(arch):
+    """The training path (the stem's and the attention's own autograd functions, the bool-mask dropouts) traces as
+    one graph too."""
+    model = _model(arch).train()
+    explanation = torch._dynamo.explain(model)(_input())
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    assert explanation.graph_count == 1
+
+
 def test_torch_compile_inductor_matches_eager():
     """One real inductor compile (Performer stem, depth 1, 64 px: ~5-20 s on 2 cores)."""
     torch._dynamo.reset()
