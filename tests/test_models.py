@@ -177,6 +177,13 @@ def test_performer_attention_against_explicit_sum():
     weights = phi(q) @ phi(k).transpose(1, 2)  # (1, T, T) kernel, fine at this size
     want = (weights @ v) / (weights.sum(-1, keepdim=True) + 1e-8)
     torch.testing.assert_close(performer_attention(q, k, v, w), want, rtol=1e-5, atol=1e-6)
+    # with a projection (folded into phi(k)^T v inside): the Linear applied to that output
+    proj_weight, proj_bias = torch.randn(5, 4), torch.randn(5)
+    torch.testing.assert_close(
+        performer_attention(q, k, v, w, proj_weight=proj_weight, proj_bias=proj_bias),
+        F.linear(want, proj_weight, proj_bias), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        performer_attention(q, k, v, w, proj_weight=proj_weight), want @ proj_weight.t(), rtol=1e-5, atol=1e-5)
 
 
 class _LargestOutput(TorchDispatchMode):
