@@ -79,3 +79,16 @@ def seeded_checkpoint(arch: str, seed: int = 0, **model_kwargs: Any) -> Path:
 @pytest.fixture(scope='session')
 def fixtures_dir() -> Path:
     return FIXTURES
+
+
+def gmacs_here(name: str, official_gmacs: float, img_size: int = 224) -> float:
+    """The GMACs this package computes for an architecture whose official code computes `official_gmacs`.
+
+    The Performer T2T layers apply their 64 x 64 output projection to the 32 x 64 matrix phi(k)^T v instead of to
+    every token (H/4 * W/4 and H/8 * W/8 of them): (tokens - 2 * 32) * 64 * 64 fewer multiply-adds per image. The
+    Transformer T2T layers (`t2t_vit_t_*`) compute what the official code does.
+    """
+    if name.startswith('t2t_vit_t_'):
+        return official_gmacs
+    tokens = (img_size // 4) ** 2 + (img_size // 8) ** 2
+    return official_gmacs - (tokens - 2 * 32) * 64 * 64 / 1e9

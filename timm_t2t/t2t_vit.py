@@ -9,13 +9,16 @@ Architecture and numerics follow the official implementation at https://github.c
 load through `checkpoint_filter_fn` and reproduce the official logits to float32 rounding.
 
 Modifications and additions for timm by the timm-t2t authors:
-  * timm's ViT `Block` in the backbone, fused attention (`F.scaled_dot_product_attention`) by default in the backbone
-    and in the Transformer T2T layers, with the official arithmetic behind `set_fused_attn(False)`;
-  * the Performer T2T layer as a few large matmuls, computed in float32 so it stays finite under fp16/bf16 autocast;
+  * timm's ViT `Block` and `Attention` in the backbone, with fewer copies (`backbone.py`: one copy of the qkv gradient
+    in backward, the residual adds accumulated by the Linears without autograd), fused attention
+    (`F.scaled_dot_product_attention`) by default in the backbone and in the Transformer T2T layers, with the official
+    arithmetic behind `set_fused_attn(False)`;
+  * the Performer T2T layer as a few large matmuls, computed in float32 so it stays finite under fp16/bf16 autocast,
+    its output projection folded into `phi(k)^T v`;
   * soft splits as strided views of channels-last maps (one copy each; `nn.Unfold`'s values, each patch flattened
     kernel-major with the weights that read it reordered to match), in exported graphs (ONNX, both routes;
     `torch.export`) as one convolution with a fixed one-hot kernel each, and the last one merged with the projection
-    into one convolution everywhere;
+    into one convolution everywhere; the split's backward a strided add per kernel position;
   * less training memory: each T2T layer's first LayerNorm folded into the projection after it, the Performer's
     always-on dropouts keeping bool masks (`layer_norm_linear`, `BoolMaskDropout`), every MLP recomputing its GELU
     in backward (`memory.GeluRecomputeMlp`), and grad checkpointing covering the stem;
@@ -66,9 +69,9 @@ from timm.models import (
     build_model_with_cfg, checkpoint, checkpoint_seq, generate_default_cfgs, register_model, resolve_pretrained_cfg)
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import adapt_input_conv
-from timm.models.vision_transformer import Block
 
-from .attention import SplitHeadsAttention
+from ._tracing import is_exporting, is_tracing
+from .backbone import ResidualAccumulateBlock, SplitHeadsAttention
 from .memory import GeluRecomputeMlp
 from .pretrained import build_pretrained
 
@@ -80,23 +83,6 @@ RELEASE_URL = 'https://github.com/yitu-opensource/T2T-ViT/releases/download/main
 
 # Soft splits as (kernel, stride, padding): the image, then the two token maps.
 SOFT_SPLITS = ((7, 4, 2), (3, 2, 1), (3, 2, 1))
-
-
-@torch.jit.unused  # TorchScript cannot compile torch.compiler.is_exporting; scripted code never calls this
-def _is_exporting() -> bool:
-    """True while `torch.jit.trace` or `torch.export` (ONNX export, both routes) records the model."""
-    return torch.jit.is_tracing() or torch.compiler.is_exporting()
-
-
-# Newer torch has `is_fx_symbolic_tracing`, and its `is_fx_tracing` logs a warning when first called.
-_is_fx_symbolic_tracing = getattr(
-    torch.fx._symbolic_trace, 'is_fx_symbolic_tracing', torch.fx._symbolic_trace.is_fx_tracing)
-
-
-@torch.jit.unused  # see _is_exporting
-def _is_tracing() -> bool:
-    """`_is_exporting`, or FX symbolic tracing (which cannot branch on a traced batch size)."""
-    return _is_exporting() or _is_fx_symbolic_tracing()
 
 
 def soft_split(
@@ -611,7 +597,7 @@ class TokensToToken(nn.Module):
         while exporting `nn.Unfold`'s column order, which the one-Conv form gives, and 0.
         """
         k, s, p = self.soft_splits[stage]
-        if not torch.jit.is_scripting() and _is_exporting():
+        if not torch.jit.is_scripting() and is_exporting():
             return soft_split(x, k, s, p, channels_last), 0
         if not channels_last:
             x = x.permute(0, 2, 3, 1)  # a view: the split's copy reads it in place
@@ -668,7 +654,7 @@ class TokensToToken(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Tokens (B, N, embed_dim) of images (B, C, H, W)."""
         chunk = self.inference_chunk_size
-        if chunk > 0 and not torch.is_grad_enabled() and not torch.jit.is_scripting() and not _is_tracing() \
+        if chunk > 0 and not torch.is_grad_enabled() and not torch.jit.is_scripting() and not is_tracing() \
                 and x.shape[0] > chunk:
             # Without autograd, the T2T layers take `chunk` images at a time: a chunk's 3136-token maps stay in
             # cache between the layers' ops, and its temporaries are small enough for the allocator to recycle
@@ -768,7 +754,7 @@ class T2TViT(nn.Module):
 
         dpr = [x.item() for x in torch.linspace(0, drop_path_rate, depth, device='cpu')]
         self.blocks = nn.Sequential(*[
-            Block(
+            ResidualAccumulateBlock(  # timm's Block, its residual adds fused into the Linears without autograd
                 dim=embed_dim,
                 num_heads=num_heads,
                 mlp_ratio=mlp_ratio,

@@ -1,0 +1,20 @@
+"""Whether the model is being recorded rather than run: tracing, exporting, FX symbolic tracing."""
+import torch
+
+__all__ = ['is_exporting', 'is_tracing']
+
+# Newer torch has `is_fx_symbolic_tracing`, and its `is_fx_tracing` logs a warning when first called.
+_is_fx_symbolic_tracing = getattr(
+    torch.fx._symbolic_trace, 'is_fx_symbolic_tracing', torch.fx._symbolic_trace.is_fx_tracing)
+
+
+@torch.jit.unused  # TorchScript cannot compile torch.compiler.is_exporting; scripted code never calls this
+def is_exporting() -> bool:
+    """True while `torch.jit.trace` or `torch.export` (ONNX export, both routes) records the model."""
+    return torch.jit.is_tracing() or torch.compiler.is_exporting()
+
+
+@torch.jit.unused  # see is_exporting
+def is_tracing() -> bool:
+    """`is_exporting`, or FX symbolic tracing (which cannot branch on a traced batch size)."""
+    return is_exporting() or _is_fx_symbolic_tracing()
