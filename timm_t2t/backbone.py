@@ -51,6 +51,10 @@ class _SplitHeads(torch.autograd.Function):
 
 
 @torch.jit.unused  # TorchScript cannot compile autograd functions; scripted modules split with views
+def _split_heads_with_grad(qkv: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return _SplitHeads.apply(qkv)
+
+
 def split_heads(qkv: torch.Tensor, num_heads: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Split a fused qkv projection into per-head queries, keys and values.
 
@@ -66,8 +70,9 @@ def split_heads(qkv: torch.Tensor, num_heads: int) -> Tuple[torch.Tensor, torch.
     """
     qkv = qkv.reshape(qkv.shape[0], qkv.shape[1], 3, num_heads, -1)
     # FX symbolic tracing passes proxies, not tensors: traced graphs record the views (and script)
-    if isinstance(qkv, torch.Tensor) and torch.is_grad_enabled() and qkv.requires_grad and not torch.jit.is_tracing():
-        return _SplitHeads.apply(qkv)
+    if not torch.jit.is_scripting() and isinstance(qkv, torch.Tensor) and torch.is_grad_enabled() \
+            and qkv.requires_grad and not torch.jit.is_tracing():
+        return _split_heads_with_grad(qkv)
     q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
     return q, k, v
 
@@ -82,12 +87,9 @@ class SplitHeadsAttention(Attention):
             is_causal: bool = False,
     ) -> torch.Tensor:
         """Everything before the output projection: tokens (B, N, C) -> (B, N, attn_dim)."""
-        B, N, C = x.shape
+        B, N, _ = x.shape
         gate = self.gate(x).sigmoid() if self.gate is not None else None
-        if torch.jit.is_scripting():
-            q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-        else:
-            q, k, v = split_heads(self.qkv(x), self.num_heads)
+        q, k, v = split_heads(self.qkv(x), self.num_heads)
         q, k = self.q_norm(q), self.k_norm(k)
         if self.fused_attn:
             x = F.scaled_dot_product_attention(
@@ -141,6 +143,7 @@ class ResidualAccumulateBlock(Block):
     ) -> torch.Tensor:
         if not torch.jit.is_scripting() and self._accumulates(x):
             return self._forward_accumulate(x, attn_mask, is_causal)
+        # timm's `Block.forward`, restated: TorchScript cannot compile `super()` calls
         x = x + self.drop_path1(self.ls1(self.attn(self.norm1(x), attn_mask=attn_mask, is_causal=is_causal)))
         x = x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
         return x
