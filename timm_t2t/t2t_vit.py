@@ -333,7 +333,10 @@ def layer_norm_linear(
     fused_bias = weight @ norm_bias
     if bias is not None:
         fused_bias = fused_bias + bias
-    return F.linear(F.layer_norm(x, norm_weight.shape, eps=norm_eps), weight * norm_weight, fused_bias)
+    # A unit weight gives the same values as none, but PyTorch's CPU LayerNorm without a weight takes a slow path:
+    # 2x slower forward, 1.5-2x slower forward + backward on these 147- and 576-wide patches.
+    unit_weight = torch.ones_like(norm_weight)
+    return F.linear(F.layer_norm(x, norm_weight.shape, unit_weight, None, norm_eps), weight * norm_weight, fused_bias)
 
 
 @register_notrace_module  # an FX leaf, like nn.Dropout: its forward branches on the device
