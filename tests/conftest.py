@@ -11,9 +11,11 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 FIXTURES = Path(__file__).resolve().parent / 'data' / 'official'
 SHARED_FIXTURES = Path(__file__).resolve().parents[2] / 'shared' / 'fixtures' / 'official'
@@ -92,3 +94,18 @@ def gmacs_here(name: str, official_gmacs: float, img_size: int = 224) -> float:
         return official_gmacs
     tokens = (img_size // 4) ** 2 + (img_size // 8) ** 2
     return official_gmacs - (tokens - 2 * 32) * 64 * 64 / 1e9
+
+
+class OpLog(TorchDispatchMode):
+    """Records (op overload, numel) for every tensor each aten op run inside the context returns."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: List[Tuple[str, int]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN202
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor):
+                self.ops.append((str(func), t.numel()))
+        return out

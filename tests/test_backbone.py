@@ -3,31 +3,16 @@ from typing import List
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 import timm
 from timm.layers import Attention
 from timm.models.vision_transformer import Block
 
 import timm_t2t  # noqa: F401  registers the models
+from conftest import OpLog
 from timm_t2t.backbone import ResidualAccumulateBlock, SplitHeadsAttention
 
 COPIES = {'aten.cat', 'aten.stack', 'aten.clone', 'aten.copy_', 'aten._to_copy'}
-
-
-class _OpLog(TorchDispatchMode):
-    """Records (op overload, output numel) of every aten op that runs inside the context."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.ops: List[tuple] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN202
-        out = func(*args, **(kwargs or {}))
-        first = out[0] if isinstance(out, (tuple, list)) else out
-        if isinstance(first, torch.Tensor):
-            self.ops.append((str(func), first.numel()))
-        return out
 
 
 def _pair(fused: bool, **kwargs) -> List[Attention]:
@@ -68,7 +53,7 @@ def test_backward_copies_the_qkv_gradient_once():
     counts = []
     for m in (theirs, ours):
         out = m(torch.randn(2, 7, 48, requires_grad=True))
-        with _OpLog() as log:
+        with OpLog() as log:
             out.backward(torch.ones_like(out))
         counts.append(sum(name.rsplit('.', 1)[0] in COPIES and n == qkv_numel for name, n in log.ops))
     assert counts == [2, 1]  # timm's: unbind's stack, then reshape's copy; ours: one stack into the Linear's layout
@@ -100,7 +85,7 @@ def test_block_accumulates_its_branches_into_the_residual_without_autograd():
     writes = []
     with torch.no_grad():
         for block in (theirs, ours):
-            with _OpLog() as log:
+            with OpLog() as log:
                 out = block(x)
             torch.testing.assert_close(out, theirs(x), rtol=1e-5, atol=1e-5)
             writes.append(sorted(name for name, n in log.ops if n == x.numel() and name.startswith('aten.add')))

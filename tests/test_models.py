@@ -7,9 +7,9 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
 
 import timm_t2t  # noqa: F401  registers the models
+from conftest import OpLog
 from timm_t2t.t2t_vit import (
     HF_HUB_NAMESPACE, BoolMaskDropout, TokenPerformer, TokenTransformer, kernel_major_columns, layer_norm_linear,
     performer_attention, sinusoid_pos_embed, soft_split_kernel_major)
@@ -186,31 +186,18 @@ def test_performer_attention_against_explicit_sum():
         performer_attention(q, k, v, w, proj_weight=proj_weight), want @ proj_weight.t(), rtol=1e-5, atol=1e-5)
 
 
-class _LargestOutput(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.largest = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in out if isinstance(out, (tuple, list)) else (out,):
-            if isinstance(t, torch.Tensor):
-                self.largest = max(self.largest, t.numel())
-        return out
-
-
 @pytest.mark.parametrize('arch', ['t2t_vit_7', 't2t_vit_t_14'])
 def test_default_path_builds_no_n_by_n_attention(arch):
     model = timm.create_model(arch, depth=1).eval()
     n = 56 * 56
-    with torch.inference_mode(), _LargestOutput() as probe:
+    with torch.inference_mode(), OpLog() as probe:
         model(torch.randn(1, 3, 224, 224))
-    assert probe.largest < n * n
+    assert max(numel for _, numel in probe.ops) < n * n
     model.set_fused_attn(False)
-    with torch.inference_mode(), _LargestOutput() as probe:
+    with torch.inference_mode(), OpLog() as probe:
         model(torch.randn(1, 3, 224, 224))
     if arch == 't2t_vit_t_14':  # the official arithmetic does build it: the probe can see one
-        assert probe.largest >= n * n
+        assert max(numel for _, numel in probe.ops) >= n * n
 
 
 def _saved_for_backward(fn):

@@ -21,7 +21,7 @@ from timm.layers import Attention
 from timm.layers.attention import maybe_add_mask, resolve_self_attn_mask
 from timm.models.vision_transformer import Block
 
-from ._tracing import is_exporting
+from ._tracing import is_exporting, records_grad
 from .memory import GeluRecomputeMlp
 
 __all__ = ['ResidualAccumulateBlock', 'SplitHeadsAttention', 'split_heads']
@@ -69,9 +69,7 @@ def split_heads(qkv: torch.Tensor, num_heads: int) -> Tuple[torch.Tensor, torch.
         q, k, v, each (B, num_heads, N, head_dim).
     """
     qkv = qkv.reshape(qkv.shape[0], qkv.shape[1], 3, num_heads, -1)
-    # FX symbolic tracing passes proxies, not tensors: traced graphs record the views (and script)
-    if not torch.jit.is_scripting() and isinstance(qkv, torch.Tensor) and torch.is_grad_enabled() \
-            and qkv.requires_grad and not torch.jit.is_tracing():
+    if not torch.jit.is_scripting() and records_grad(qkv):
         return _split_heads_with_grad(qkv)
     q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
     return q, k, v

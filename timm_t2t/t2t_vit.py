@@ -70,7 +70,7 @@ from timm.models import (
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import adapt_input_conv
 
-from ._tracing import is_exporting, is_tracing
+from ._tracing import is_exporting, is_tracing, records_grad
 from .backbone import ResidualAccumulateBlock, SplitHeadsAttention
 from .memory import GeluRecomputeMlp
 from .pretrained import build_pretrained
@@ -139,8 +139,7 @@ def soft_split_kernel_major(x: torch.Tensor, kernel_size: int, stride: int, padd
     Returns:
         Patches of shape (B, H', W', kernel_size ** 2 * C).
     """
-    if not torch.jit.is_scripting() and isinstance(x, torch.Tensor) and x.requires_grad and torch.is_grad_enabled() \
-            and not torch.jit.is_tracing():
+    if not torch.jit.is_scripting() and records_grad(x):
         return _kernel_major_split_with_grad(x, kernel_size, stride, padding)
     return _kernel_major_patches(x, kernel_size, stride, padding)
 
