@@ -11,8 +11,8 @@ import torch.nn.functional as F
 import timm_t2t  # noqa: F401  registers the models
 from conftest import OpLog
 from timm_t2t.t2t_vit import (
-    HF_HUB_NAMESPACE, BoolMaskDropout, TokenPerformer, TokenTransformer, kernel_major_columns, layer_norm_linear,
-    performer_attention, sinusoid_pos_embed, soft_split_kernel_major)
+    HF_HUB_NAMESPACE, BoolMaskDropout, TokenPerformer, TokenTransformer, bernoulli_keep_mask, kernel_major_columns,
+    layer_norm_linear, performer_attention, sinusoid_pos_embed, soft_split_kernel_major)
 
 ARCHS = [
     't2t_vit_7', 't2t_vit_10', 't2t_vit_12', 't2t_vit_14', 't2t_vit_19', 't2t_vit_24',
@@ -323,12 +323,29 @@ def test_bool_mask_dropout():
     torch.testing.assert_close(out[~dropped], x[~dropped] / (1 - p))
     (grad,) = torch.autograd.grad(out.sum(), x)
     torch.testing.assert_close(grad, (~dropped).float() / (1 - p))
-    # what backward keeps of the input's size is a bool mask (nn.Dropout keeps a float one on CPU)
-    assert [t.dtype for t in saved if t.numel() == x.numel()] == [torch.bool]
+    # what backward keeps of the input's size is the bool mask, viewed as uint8 (nn.Dropout keeps a float one on CPU)
+    assert [t.dtype for t in saved if t.numel() == x.numel()] == [torch.uint8]
     _, saved = _saved_for_backward(lambda: torch.nn.Dropout(p).train()(x))
     assert [t.dtype for t in saved if t.numel() == x.numel()] == [torch.float32]
     assert (BoolMaskDropout(1.).train()(x) == 0).all()
     assert torch.equal(BoolMaskDropout(0.).train()(x), x)
+
+
+def test_bernoulli_keep_mask_rates():
+    """Both 32-bit halves of every 64-bit draw decide an element (even and odd positions keep at the same rate, odd
+    sizes too); the rate follows p; the default generator's seed fixes the mask."""
+    torch.manual_seed(0)
+    mask = bernoulli_keep_mask([999, 1001], 0.1)
+    assert mask.shape == (999, 1001) and mask.dtype == torch.bool
+    for half in (mask.flatten()[0::2], mask.flatten()[1::2]):
+        assert abs(half.float().mean().item() - 0.9) < 7 * math.sqrt(0.09 / half.numel())  # 7 standard deviations
+    for p in (0.5, 0.97):
+        n = 200_001
+        assert abs(bernoulli_keep_mask([n], p).float().mean().item() - (1 - p)) < 7 * math.sqrt(p * (1 - p) / n)
+    torch.manual_seed(3)
+    first = bernoulli_keep_mask([3, 7], 0.5)
+    torch.manual_seed(3)
+    assert torch.equal(bernoulli_keep_mask([3, 7], 0.5), first)
 
 
 @pytest.mark.parametrize('tag', PRETRAINED)

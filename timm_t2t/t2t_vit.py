@@ -14,7 +14,7 @@ Modifications and additions for timm by the timm-t2t authors:
     (`F.scaled_dot_product_attention`) by default in the backbone and in the Transformer T2T layers, with the official
     arithmetic behind `set_fused_attn(False)`;
   * the Performer T2T layer as a few large matmuls, computed in float32 so it stays finite under fp16/bf16 autocast,
-    its output projection folded into `phi(k)^T v`;
+    its output projection folded into `phi(k)^T v`, in training with its own backward (`performer.py`);
   * soft splits as strided views of channels-last maps (one copy each; `nn.Unfold`'s values, each patch flattened
     kernel-major with the weights that read it reordered to match), in exported graphs (ONNX, both routes;
     `torch.export`) as one convolution with a fixed one-hot kernel each, and the last one merged with the projection
@@ -73,6 +73,7 @@ from timm.models._manipulate import adapt_input_conv
 from ._tracing import is_exporting, is_tracing, records_grad
 from .backbone import ResidualAccumulateBlock, SplitHeadsAttention
 from .memory import GeluRecomputeMlp
+from .performer import performer_attention, performer_attention_fp32, performer_residual
 from .pretrained import build_pretrained
 
 __all__ = ['T2TViT', 'TokensToToken', 'TokenPerformer', 'TokenTransformer', 'TokenAttention']
@@ -226,74 +227,6 @@ def sinusoid_pos_embed(
     return table.unsqueeze(0).to(dtype or torch.get_default_dtype())
 
 
-@register_notrace_function
-def performer_attention(
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        w: torch.Tensor,
-        eps: float = 1e-8,
-        proj_weight: Optional[torch.Tensor] = None,
-        proj_bias: Optional[torch.Tensor] = None,
-) -> torch.Tensor:
-    """Linear attention with positive random features (the T2T Performer), in float32, optionally projected.
-
-    Args:
-        q: Queries (B, T, E).
-        k: Keys (B, T, E).
-        v: Values (B, T, E).
-        w: Random feature matrix (M, E).
-        eps: Added to the normaliser, as in the official code.
-        proj_weight: Weight (E_out, E) of a Linear applied to the attention output, or None.
-        proj_bias: Its bias (E_out), or None.
-
-    Returns:
-        `phi(q) (phi(k)^T v) / (phi(q) . sum_t phi(k_t) + eps)` of shape (B, T, E), projected by the Linear if given,
-        in the dtype of `v`.
-    """
-    out_dtype = v.dtype
-    q, k, v, w = q.float(), k.float(), v.float(), w.float()
-    # phi(t) = exp(w t - |t|^2 / 2) / sqrt(m). The exponent is at most |w_i|^2 / 2 = 16 for the official w, so float32
-    # is safe; the float16 denominator with its 1e-8 epsilon is what made the official layer NaN under AMP.
-    # The 1 / sqrt(m) of phi(q) and phi(k) cancels between numerator and denominator except against eps, so it moves
-    # onto eps (eps * m), and the exponentials are taken in place: fewer (B, T, M) temporaries, which is what these
-    # T = 3136 token layers spend their time on. In place is safe for autograd: mm does not save its output.
-    wt = w.t()
-    qp = (q @ wt).sub_(0.5 * (q * q).sum(dim=-1, keepdim=True)).exp_()  # B, T, M
-    kp = (k @ wt).sub_(0.5 * (k * k).sum(dim=-1, keepdim=True)).exp_()
-    denom = qp @ kp.sum(dim=1).unsqueeze(-1)  # B, T, 1
-    kv = kp.transpose(1, 2) @ v  # B, M, E
-    if proj_weight is not None:
-        # proj(a @ kv) = a @ (kv @ W^T) + b: the projection runs on the M = 32 rows of kv instead of on T tokens
-        # (stem 1.1x faster at batch 8 in inference and training, one (B, T, E) tensor fewer kept for backward).
-        kv = kv @ proj_weight.float().t()
-    # Normalise phi(q) (M wide) rather than the output (E wide): half the division, and half the tensor autograd keeps.
-    attn = qp / (denom + eps * w.shape[0])
-    out = attn @ kv if proj_bias is None else torch.baddbmm(proj_bias.float(), attn, kv)
-    return out.to(out_dtype)
-
-
-@register_notrace_function
-def performer_attention_fp32(
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        w: torch.Tensor,
-        eps: float = 1e-8,
-        proj_weight: Optional[torch.Tensor] = None,
-        proj_bias: Optional[torch.Tensor] = None,
-) -> torch.Tensor:
-    """`performer_attention` with autocast off, so AMP cannot lower its matmuls to fp16/bf16.
-
-    A separate FX leaf because `torch.autocast` needs a concrete device type (FX proxies and the `meta` device, which
-    has no autocast, have none). TorchScript (e.g. scripting an FX graph that calls this) skips the autocast block.
-    """
-    if torch.jit.is_scripting() or q.device.type == 'meta':
-        return performer_attention(q, k, v, w, eps, proj_weight, proj_bias)
-    with torch.autocast(device_type=q.device.type, enabled=False):
-        return performer_attention(q, k, v, w, eps, proj_weight, proj_bias)
-
-
 def layer_norm_linear(
         x: torch.Tensor,
         norm_weight: torch.Tensor,
@@ -338,13 +271,32 @@ def layer_norm_linear(
     return F.linear(F.layer_norm(x, norm_weight.shape, unit_weight, None, norm_eps), weight * norm_weight, fused_bias)
 
 
+@torch.jit.unused  # TorchScript cannot compile torch.compiler.is_compiling; scripted modules draw with `rand`
+def bernoulli_keep_mask(shape: List[int], p: float) -> torch.Tensor:
+    """A CPU bool mask of `shape`, each element True with probability 1 - p, from the default generator.
+
+    `torch.rand` spends one serial 32-bit draw of PyTorch's CPU generator (mt19937) on each element and then converts
+    it to a float; this compares the two 32-bit halves of full-range 64-bit draws with a threshold instead: half the
+    draws, no conversion, 2x faster on the stem's 1.6M-element maps. Each element keeps with probability
+    1 - round(p * 2^32) / 2^32, finer than `rand`'s 2^-24 steps. Under `torch.compile` it is `rand`, which inductor
+    replaces with its own generator.
+    """
+    if torch.compiler.is_compiling():
+        return torch.rand(shape) >= p
+    n = math.prod(shape)
+    bits = torch.empty((n + 1) // 2, dtype=torch.int64).random_(-2 ** 63, None)  # the full 64-bit range
+    threshold = min(round(p * 2 ** 32) - 2 ** 31, 2 ** 31 - 1)
+    return bits.view(torch.int32)[:n].view(shape) >= threshold
+
+
 @register_notrace_module  # an FX leaf, like nn.Dropout: its forward branches on the device
 class BoolMaskDropout(nn.Dropout):
     """`nn.Dropout` that keeps a bool mask for backward on CPU.
 
     PyTorch's CPU dropout keeps a float mask the size of its input and draws it with a slow `bernoulli_`; on the stem's
     3136-token maps, where the official model always drops 10 %, that is 4x the memory and twice the time of a bool
-    mask drawn with `rand`. Same distribution and scaling. Other devices already run a fused kernel with a bool mask.
+    mask (`bernoulli_keep_mask`). Same distribution and scaling. Other devices already run a fused kernel with a bool
+    mask.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -352,10 +304,14 @@ class BoolMaskDropout(nn.Dropout):
             return x
         if x.device.type != 'cpu' or self.p == 1.:
             return F.dropout(x, self.p, True, self.inplace)
-        keep = torch.rand(x.shape, device=x.device) >= self.p
-        # Scaled in place on the product's fresh output (autograd keeps only `keep`): one temporary fewer (1.1-1.4x
-        # faster at 8 x 3136 x 64).
-        return x.mul(keep).mul_(1. / (1. - self.p))
+        if torch.jit.is_scripting():
+            keep = torch.rand(x.shape) >= self.p
+        else:
+            keep = bernoulli_keep_mask(list(x.shape), self.p)
+        # The mask multiplies as uint8 (the same bytes): a product with a bool tensor converts it to a float tensor
+        # first, and `where` runs as slowly (both 5x slower than this on 1.6M elements). Scaled in place on the fresh
+        # product: autograd keeps only the mask.
+        return (x * keep.view(torch.uint8)).mul_(1. / (1. - self.p))
 
 
 class TokenPerformer(nn.Module):
@@ -417,14 +373,38 @@ class TokenPerformer(nn.Module):
         """Tokens (B, T, dim) -> (B, T, dim_out); `patch_kernel` > 0: `x` holds kernel-major patches of that size."""
         kqv = layer_norm_linear(
             x, self.norm1.weight, self.norm1.bias, self.norm1.eps, self.kqv.weight, self.kqv.bias, patch_kernel)
-        k, q, v = kqv.split(self.dim_out, dim=-1)
-        if torch.jit.is_scripting():
-            y = performer_attention(q, k, v, self.w, self.eps, self.proj.weight, self.proj.bias)
+        if not torch.jit.is_scripting() and self._attention_own_backward(kqv):
+            x = self._attention_residual(kqv)
         else:
-            y = performer_attention_fp32(q, k, v, self.w, self.eps, self.proj.weight, self.proj.bias)
-        x = v + self.proj_drop(y)
+            k, q, v = kqv.split(self.dim_out, dim=-1)
+            if torch.jit.is_scripting():
+                y = performer_attention(q, k, v, self.w, self.eps, self.proj.weight, self.proj.bias)
+            else:
+                y = performer_attention_fp32(q, k, v, self.w, self.eps, self.proj.weight, self.proj.bias)
+            x = v + self.proj_drop(y)
         x = x + self.mlp(self.norm2(x))
         return x
+
+    @torch.jit.unused
+    def _attention_own_backward(self, kqv: torch.Tensor) -> bool:
+        """Whether the attention and its shortcut run as `performer_residual`: autograd records eagerly (inductor
+        derives its own fused backward under `torch.compile`) on a float32 CPU tensor without autocast (the path
+        measured; elsewhere autograd's graph of `performer_attention_fp32`), the features need no gradient, and no
+        hook could see the dropout's input."""
+        drop = self.proj_drop
+        hooked = bool(drop._forward_hooks or drop._forward_pre_hooks)
+        return (records_grad(kqv) and not torch.compiler.is_compiling()
+                and kqv.device.type == 'cpu' and kqv.dtype == torch.float32
+                and not torch.is_autocast_enabled('cpu') and not self.w.requires_grad
+                and isinstance(drop, BoolMaskDropout) and drop.p < 1. and not hooked)
+
+    @torch.jit.unused
+    def _attention_residual(self, kqv: torch.Tensor) -> torch.Tensor:
+        """`v + proj_drop(attention)` through `performer_residual`, the dropout mask drawn as `BoolMaskDropout` draws
+        it."""
+        p = self.proj_drop.p if self.proj_drop.training else 0.
+        keep = bernoulli_keep_mask(list(kqv.shape[:-1]) + [self.dim_out], p) if p > 0. else None
+        return performer_residual(kqv, self.w, self.eps, self.proj.weight, self.proj.bias, keep, 1. / (1. - p))
 
 
 class TokenAttention(nn.Module):
