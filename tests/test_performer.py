@@ -88,3 +88,13 @@ def test_token_performer_training_keeps_module_hooks_and_autocast():
         out = layer(x)
     out.float().sum().backward()
     assert torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize('dropout', [False, True])
+def test_performer_residual_double_backward(dropout):
+    """Second derivatives (create_graph=True: gradient penalties, Hessian-vector products) are right too."""
+    kqv, w, proj_weight, proj_bias, keep = _inputs(torch.float64, seed=1)
+    keep, scale = (keep, 1 / 0.7) if dropout else (None, 1.)
+    args = [t.requires_grad_() for t in (kqv, proj_weight, proj_bias)]
+    assert torch.autograd.gradgradcheck(
+        lambda kqv, pw, pb: performer_residual(kqv, w, 1e-8, pw, pb, keep, scale), args)
