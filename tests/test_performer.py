@@ -2,7 +2,6 @@
 import pytest
 import torch
 
-import timm_t2t  # noqa: F401  registers the models
 from timm_t2t import t2t_vit
 from timm_t2t.performer import performer_attention, performer_residual
 from timm_t2t.t2t_vit import TokenPerformer

@@ -64,7 +64,7 @@ import torch.nn.functional as F
 
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import _assert, get_device_dtype, resample_abs_pos_embed, to_2tuple, trunc_normal_, use_fused_attn
-from timm.layers._fx import register_notrace_function, register_notrace_module
+from timm.layers._fx import register_notrace_module
 from timm.models import (
     build_model_with_cfg, checkpoint, checkpoint_seq, generate_default_cfgs, register_model, resolve_pretrained_cfg)
 from timm.models._features import feature_take_indices
