@@ -337,8 +337,11 @@ def test_bernoulli_keep_mask_rates():
     torch.manual_seed(0)
     mask = bernoulli_keep_mask([999, 1001], 0.1)
     assert mask.shape == (999, 1001) and mask.dtype == torch.bool
-    for half in (mask.flatten()[0::2], mask.flatten()[1::2]):
+    even, odd = mask.flatten()[0:-1:2], mask.flatten()[1::2]
+    for half in (even, odd):
         assert abs(half.float().mean().item() - 0.9) < 7 * math.sqrt(0.09 / half.numel())  # 7 standard deviations
+    both = (even & odd).float().mean().item()  # independent halves: 0.81; one half copied into the other: 0.9
+    assert abs(both - 0.81) < 7 * math.sqrt(0.81 * 0.19 / odd.numel())
     for p in (0.5, 0.97):
         n = 200_001
         assert abs(bernoulli_keep_mask([n], p).float().mean().item() - (1 - p)) < 7 * math.sqrt(p * (1 - p) / n)

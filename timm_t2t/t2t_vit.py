@@ -73,7 +73,8 @@ from timm.models._manipulate import adapt_input_conv
 from ._tracing import is_exporting, is_tracing, records_grad
 from .backbone import ResidualAccumulateBlock, SplitHeadsAttention
 from .memory import GeluRecomputeMlp
-from .performer import performer_attention, performer_attention_fp32, performer_residual
+from .performer import (
+    apply_keep_mask, bernoulli_keep_mask, performer_attention, performer_attention_fp32, performer_residual)
 from .pretrained import build_pretrained
 
 __all__ = ['T2TViT', 'TokensToToken', 'TokenPerformer', 'TokenTransformer', 'TokenAttention']
@@ -271,27 +272,9 @@ def layer_norm_linear(
     return F.linear(F.layer_norm(x, norm_weight.shape, unit_weight, None, norm_eps), weight * norm_weight, fused_bias)
 
 
-@torch.jit.unused  # TorchScript cannot compile torch.compiler.is_compiling; scripted modules draw with `rand`
-def bernoulli_keep_mask(shape: List[int], p: float) -> torch.Tensor:
-    """A CPU bool mask of `shape`, each element True with probability 1 - p, from the default generator.
-
-    `torch.rand` spends one serial 32-bit draw of PyTorch's CPU generator (mt19937) on each element and then converts
-    it to a float; this compares the two 32-bit halves of full-range 64-bit draws with a threshold instead: half the
-    draws, no conversion, 2x faster on the stem's 1.6M-element maps. Each element keeps with probability
-    1 - round(p * 2^32) / 2^32, finer than `rand`'s 2^-24 steps. Under `torch.compile` it is `rand`, which inductor
-    replaces with its own generator.
-    """
-    if torch.compiler.is_compiling():
-        return torch.rand(shape) >= p
-    n = math.prod(shape)
-    bits = torch.empty((n + 1) // 2, dtype=torch.int64).random_(-2 ** 63, None)  # the full 64-bit range
-    threshold = min(round(p * 2 ** 32) - 2 ** 31, 2 ** 31 - 1)
-    return bits.view(torch.int32)[:n].view(shape) >= threshold
-
-
 @register_notrace_module  # an FX leaf, like nn.Dropout: its forward branches on the device
 class BoolMaskDropout(nn.Dropout):
-    """`nn.Dropout` that keeps a bool mask for backward on CPU.
+    """`nn.Dropout` that keeps a 1-byte mask for backward on CPU.
 
     PyTorch's CPU dropout keeps a float mask the size of its input and draws it with a slow `bernoulli_`; on the stem's
     3136-token maps, where the official model always drops 10 %, that is 4x the memory and twice the time of a bool
@@ -305,13 +288,8 @@ class BoolMaskDropout(nn.Dropout):
         if x.device.type != 'cpu' or self.p == 1.:
             return F.dropout(x, self.p, True, self.inplace)
         if torch.jit.is_scripting():
-            keep = torch.rand(x.shape) >= self.p
-        else:
-            keep = bernoulli_keep_mask(list(x.shape), self.p)
-        # The mask multiplies as uint8 (the same bytes): a product with a bool tensor converts it to a float tensor
-        # first, and `where` runs as slowly (both 5x slower than this on 1.6M elements). Scaled in place on the fresh
-        # product: autograd keeps only the mask.
-        return (x * keep.view(torch.uint8)).mul_(1. / (1. - self.p))
+            return x.mul(torch.rand(x.shape, device=x.device) >= self.p).mul_(1. / (1. - self.p))
+        return apply_keep_mask(x, bernoulli_keep_mask(list(x.shape), self.p), 1. / (1. - self.p))
 
 
 class TokenPerformer(nn.Module):
@@ -389,14 +367,18 @@ class TokenPerformer(nn.Module):
     def _attention_own_backward(self, kqv: torch.Tensor) -> bool:
         """Whether the attention and its shortcut run as `performer_residual`: autograd records eagerly (inductor
         derives its own fused backward under `torch.compile`) on a float32 CPU tensor without autocast (the path
-        measured; elsewhere autograd's graph of `performer_attention_fp32`), the features need no gradient, and no
-        hook could see the dropout's input."""
+        measured; elsewhere autograd's graph of `performer_attention_fp32`), the features need no gradient, and the
+        dropout is a plain `BoolMaskDropout` that no hook (its own or a global one) would see skipped."""
         drop = self.proj_drop
-        hooked = bool(drop._forward_hooks or drop._forward_pre_hooks)
+        hooks = nn.modules.module
+        hooked = bool(drop._forward_hooks or drop._forward_pre_hooks or drop._backward_hooks
+                      or drop._backward_pre_hooks or hooks._global_forward_hooks
+                      or hooks._global_forward_pre_hooks or hooks._global_backward_hooks
+                      or hooks._global_backward_pre_hooks)
         return (records_grad(kqv) and not torch.compiler.is_compiling()
                 and kqv.device.type == 'cpu' and kqv.dtype == torch.float32
                 and not torch.is_autocast_enabled('cpu') and not self.w.requires_grad
-                and isinstance(drop, BoolMaskDropout) and drop.p < 1. and not hooked)
+                and type(drop) is BoolMaskDropout and drop.p < 1. and not hooked)
 
     @torch.jit.unused
     def _attention_residual(self, kqv: torch.Tensor) -> torch.Tensor:
