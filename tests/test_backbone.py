@@ -11,6 +11,7 @@ from timm.models.vision_transformer import Block
 import timm_t2t  # noqa: F401  registers the models
 from conftest import OpLog
 from timm_t2t.backbone import ResidualAccumulateBlock, SplitHeadsAttention
+from timm_t2t.t2t_vit import TokenPerformer, TokenTransformer
 
 COPIES = {'aten.cat', 'aten.stack', 'aten.clone', 'aten.copy_', 'aten._to_copy'}
 
@@ -90,10 +91,10 @@ def test_block_accumulates_its_branches_into_the_residual_without_autograd():
             torch.testing.assert_close(out, theirs(x), rtol=1e-5, atol=1e-5)
             writes.append(sorted(name for name, n in log.ops if n == x.numel() and name.startswith('aten.add')))
     # timm: proj and fc2 each write a fresh output, then two residual adds make two more tensors; ours: both
-    # branches' GEMMs accumulate into one copy of x (addmm with out=, which FLOP counters count)
+    # branches' GEMMs accumulate into one tensor, x + proj.bias (addmm with out=, which FLOP counters count)
     assert writes == [
         ['aten.add.Tensor'] * 2 + ['aten.addmm.default'] * 2,
-        ['aten.add_.Tensor'] * 2 + ['aten.addmm.out'] * 2]
+        ['aten.add.Tensor', 'aten.add_.Tensor'] + ['aten.addmm.out'] * 2]
     assert torch.equal(x, x_before)  # the input is never written to
 
 
@@ -122,3 +123,50 @@ def test_feature_taps_are_not_overwritten_by_later_blocks():
         plain = model.forward_intermediates(x, indices=[2, 3, 4], intermediates_only=True)
     for a, b in zip(fast, plain):
         torch.testing.assert_close(a, b.detach(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('layer_cls', [TokenPerformer, TokenTransformer])
+def test_t2t_layers_accumulate_into_the_shortcut_without_autograd(layer_cls):
+    """In eval mode without autograd a T2T layer's attention GEMM writes `v + proj.bias + attention` into one fresh
+    tensor and fc2 accumulates into it, with the values of the module-by-module path (which a hook forces)."""
+    torch.manual_seed(0)
+    layer = layer_cls(36, 16).eval()
+    for p in layer.parameters():  # nonzero biases, so that a bias added twice or not at all shows
+        torch.nn.init.normal_(p, std=0.3)
+    x = torch.randn(2, 50, 36)
+    x_before = x.clone()
+    tokens = 2 * 50 * 16
+    writes, outs = [], []
+    with torch.no_grad():
+        for hooked in (True, False):
+            handle = layer.mlp.fc2.register_forward_hook(lambda m, i, o: None) if hooked else None
+            with OpLog() as log:
+                outs.append(layer(x))
+            if handle is not None:
+                handle.remove()
+            writes.append(sorted(name for name, n in log.ops if n == tokens and name.startswith(
+                ('aten.add', 'aten.baddbmm', 'aten.addmm', 'aten.clone'))))
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-5)
+    assert torch.equal(x, x_before)
+    # module by module: the attention's and fc2's GEMMs write fresh outputs, then two residual adds two more; here
+    # both GEMMs accumulate (`out=`) into one fresh `v + proj.bias`, and fc2's bias is added in place. (fc1's
+    # addmm.default is in both.)
+    gemm = 'aten.baddbmm' if layer_cls is TokenPerformer else 'aten.addmm'
+    assert writes == [
+        sorted(['aten.add.Tensor'] * 2 + ['aten.addmm.default'] * 2 + [f'{gemm}.default']),
+        sorted(['aten.add.Tensor', 'aten.add_.Tensor', 'aten.addmm.default', 'aten.addmm.out', f'{gemm}.out'])]
+
+
+@pytest.mark.parametrize('arch', ['t2t_vit_7', 't2t_vit_t_14'])
+def test_eval_under_cpu_autocast(arch):
+    """Eval mode without autograd under CPU autocast runs (the in-place `out=` GEMMs, which autocast cannot cast,
+    step aside) and stays near the float32 result."""
+    torch.manual_seed(0)
+    model = timm.create_model(arch, depth=2).eval()
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        ref = model(x)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            out = model(x)
+    assert out.dtype == torch.bfloat16
+    assert (out.float() - ref).abs().max() < 0.05 * ref.abs().max()

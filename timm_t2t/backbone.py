@@ -7,9 +7,10 @@
   at batch 8, 384 wide, 6 heads: 71 -> 67 ms per block in forward plus backward). The gradients are the same values.
 * `ResidualAccumulateBlock`, in inference. timm's block adds each branch to the residual stream after the branch's
   last Linear wrote its output (and its bias) into a fresh tensor. Without autograd, the attention projection here
-  starts from the residual (`addmm` with the stream as its input) and the MLP's second Linear accumulates into that
-  result in place: two fresh token tensors and two elementwise passes fewer per block (t2t_vit_14's blocks 1.01-1.02x
-  faster at batch 8, 1.03x at batch 32). The same products, summed in another order (float32 rounding).
+  accumulates into `residual + bias` (`addmm` with `out=`) and the MLP's second Linear into that result in place:
+  two fresh token tensors and two elementwise passes fewer per block (t2t_vit_14's blocks 1.01-1.02x faster at batch
+  8, 1.03x at batch 32). The same products, summed in another order (float32 rounding). `accumulates_residual`,
+  `start_residual`, `accumulate_linear` and `accumulate_mlp` do the same for the stem's T2T layers.
 """
 from typing import Optional, Tuple
 
@@ -24,7 +25,9 @@ from timm.models.vision_transformer import Block
 from ._tracing import is_exporting, records_grad
 from .memory import GeluRecomputeMlp
 
-__all__ = ['ResidualAccumulateBlock', 'SplitHeadsAttention', 'split_heads']
+__all__ = [
+    'ResidualAccumulateBlock', 'SplitHeadsAttention', 'accumulate_linear', 'accumulate_mlp', 'accumulates_residual',
+    'split_heads', 'start_residual']
 
 
 class _SplitHeads(torch.autograd.Function):
@@ -114,14 +117,63 @@ class SplitHeadsAttention(Attention):
         return self.proj_drop(self.proj(self.attend(x, attn_mask, is_causal)))
 
 
-def _accumulate_linear(residual: torch.Tensor, x: torch.Tensor, linear: nn.Linear) -> torch.Tensor:
-    """`residual += linear(x)` in place (`residual` contiguous): the GEMM adds into `residual` directly."""
+def accumulate_linear(
+        residual: torch.Tensor,
+        x: torch.Tensor,
+        linear: nn.Linear,
+        with_bias: bool = True,
+) -> torch.Tensor:
+    """`residual += linear(x)` in place (`residual` contiguous): the GEMM adds into `residual` directly.
+
+    With `with_bias=False` the bias is left out: the caller started `residual` as `shortcut + bias`
+    (`start_residual`), which costs no pass of its own where the shortcut has to be copied anyway.
+    """
     flat = residual.view(-1, residual.shape[-1])
     # `addmm(out=)` rather than `addmm_`: the same kernel, and FLOP counters (`torch.utils.flop_counter`) count it
     torch.addmm(flat, x.reshape(-1, x.shape[-1]), linear.weight.t(), out=flat)
-    if linear.bias is not None:
+    if with_bias and linear.bias is not None:
         flat.add_(linear.bias)
     return residual
+
+
+def start_residual(shortcut: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
+    """A fresh contiguous `shortcut + bias` (a copy of `shortcut` without a bias), for branches to accumulate into;
+    `shortcut` itself is never written to (the caller, or a feature tap, may hold it)."""
+    return shortcut.clone(memory_format=torch.contiguous_format) if bias is None else shortcut + bias
+
+
+@torch.jit.unused  # TorchScript cannot compile `is_exporting`; scripted modules never accumulate
+def accumulates_residual(x: torch.Tensor, layer: nn.Module, watched: Tuple[nn.Module, ...]) -> bool:
+    """Whether a residual layer may run its branches into the residual stream in place (`accumulate_linear`,
+    `accumulate_mlp`): eval mode without autograd or autocast, its MLP a `GeluRecomputeMlp` with the GELU between two
+    Linears, and nothing that could see the skipped intermediates: no forward hook on the `watched` modules, the MLP or
+    its Linears, or a global one; not traced or exported. FX symbolic tracing passes proxies, not tensors, so traced
+    graphs keep the plain ops.
+
+    Args:
+        x: The layer's input.
+        layer: The layer, with an `mlp` attribute.
+        watched: The modules whose outputs the in-place path does not produce.
+    """
+    if torch.is_grad_enabled() or layer.training or not isinstance(x, torch.Tensor) or is_exporting():
+        return False
+    device = x.device.type
+    if torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device):
+        return False  # autocast does not cast the `out=` GEMMs' operands
+    mlp = layer.mlp
+    if not (isinstance(mlp, GeluRecomputeMlp) and mlp.recompute_act):
+        return False
+    hooks = nn.modules.module
+    if hooks._global_forward_hooks or hooks._global_forward_pre_hooks:
+        return False
+    return not any(m._forward_hooks or m._forward_pre_hooks for m in watched + (mlp, mlp.fc1, mlp.fc2))
+
+
+def accumulate_mlp(x: torch.Tensor, norm: nn.Module, mlp: GeluRecomputeMlp) -> torch.Tensor:
+    """`x + mlp(norm(x))` written into `x` (contiguous, owned by the caller) in eval mode without autograd: GELU in
+    place on fc1's output, fc2 accumulating into `x`."""
+    hidden = torch.ops.aten.gelu_(mlp.fc1(norm(x)), approximate=mlp.act_approximate)
+    return accumulate_linear(x, hidden, mlp.fc2)
 
 
 class ResidualAccumulateBlock(Block):
@@ -148,15 +200,10 @@ class ResidualAccumulateBlock(Block):
 
     @torch.jit.unused
     def _accumulates(self, x: torch.Tensor) -> bool:
-        """Whether `_forward_accumulate` gives `forward`'s result, and nothing else could see its intermediates. FX
-        symbolic tracing passes proxies, not tensors, so traced graphs keep timm's ops."""
-        if torch.is_grad_enabled() or self.training or not isinstance(x, torch.Tensor) or is_exporting():
-            return False
-        attn, mlp = self.attn, self.mlp
-        if not (isinstance(attn, SplitHeadsAttention) and isinstance(mlp, GeluRecomputeMlp) and mlp.recompute_act
-                and isinstance(self.ls1, nn.Identity) and isinstance(self.ls2, nn.Identity)):
-            return False
-        return not any(m._forward_hooks or m._forward_pre_hooks for m in (attn, attn.proj, mlp, mlp.fc1, mlp.fc2))
+        """Whether `_forward_accumulate` gives `forward`'s result, and nothing else could see its intermediates."""
+        attn = self.attn
+        return (isinstance(attn, SplitHeadsAttention) and isinstance(self.ls1, nn.Identity)
+                and isinstance(self.ls2, nn.Identity) and accumulates_residual(x, self, (attn, attn.proj)))
 
     @torch.jit.unused
     def _forward_accumulate(
@@ -165,10 +212,9 @@ class ResidualAccumulateBlock(Block):
             attn_mask: Optional[torch.Tensor],
             is_causal: bool,
     ) -> torch.Tensor:
-        # Eval mode: the dropouts and drop paths are identities. `x` itself is never written to (the caller, or a
-        # feature tap, may hold it): the first branch adds into a copy of it (what `addmm` would copy anyway), the
-        # second into that copy.
-        x = _accumulate_linear(x.clone(memory_format=torch.contiguous_format), self.attn.attend(
-            self.norm1(x), attn_mask, is_causal), self.attn.proj)
-        hidden = torch.ops.aten.gelu_(self.mlp.fc1(self.norm2(x)), approximate=self.mlp.act_approximate)
-        return _accumulate_linear(x, hidden, self.mlp.fc2)
+        # Eval mode: the dropouts and drop paths are identities. The first branch adds into `x + proj.bias` (the copy
+        # `addmm` would make of the bias anyway), the second into that.
+        proj = self.attn.proj
+        x = accumulate_linear(start_residual(x, proj.bias), self.attn.attend(self.norm1(x), attn_mask, is_causal),
+                              proj, with_bias=False)
+        return accumulate_mlp(x, self.norm2, self.mlp)

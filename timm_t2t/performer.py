@@ -41,6 +41,8 @@ import torch
 
 from timm.layers._fx import register_notrace_function
 
+from .backbone import start_residual
+
 __all__ = [
     'apply_keep_mask', 'bernoulli_keep_mask', 'performer_attention', 'performer_attention_fp32', 'performer_residual']
 
@@ -82,6 +84,7 @@ def _performer_parts(
         eps: float,
         proj_weight: Optional[torch.Tensor],
         proj_bias: Optional[torch.Tensor],
+        shortcut: Optional[torch.Tensor] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """`performer_attention` on float32 inputs, with what its backward needs: (out, phi(k), sum_t phi(k_t), kv,
     kv projected, normalised phi(q)); kv and its projection are the same tensor without `proj_weight`."""
@@ -103,6 +106,11 @@ def _performer_parts(
         kv_proj = kv @ proj_weight.t()
     # Normalise phi(q) (M wide) rather than the output (E wide): half the division, and half the tensor autograd keeps.
     attn = qp / (denom + eps * w.shape[0])
+    if shortcut is not None:
+        # The GEMM accumulates into `shortcut + bias` (one fresh tensor, one pass), where adding the shortcut to the
+        # output afterwards takes a second fresh tensor and pass. Same sums in another order (float32 rounding).
+        out = start_residual(shortcut, proj_bias)
+        return torch.baddbmm(out, attn, kv_proj, out=out), kp, k_sum, kv, kv_proj, attn
     out = attn @ kv_proj if proj_bias is None else torch.baddbmm(proj_bias, attn, kv_proj)
     return out, kp, k_sum, kv, kv_proj, attn
 
@@ -116,6 +124,7 @@ def performer_attention(
         eps: float = 1e-8,
         proj_weight: Optional[torch.Tensor] = None,
         proj_bias: Optional[torch.Tensor] = None,
+        shortcut: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """Linear attention with positive random features (the T2T Performer), in float32, optionally projected.
 
@@ -127,10 +136,11 @@ def performer_attention(
         eps: Added to the normaliser, as in the official code.
         proj_weight: Weight (E_out, E) of a Linear applied to the attention output, or None.
         proj_bias: Its bias (E_out), or None.
+        shortcut: (B, T, E_out) tensor added to the result (the T2T layer's `v` shortcut), or None.
 
     Returns:
         `phi(q) (phi(k)^T v) / (phi(q) . sum_t phi(k_t) + eps)` of shape (B, T, E), projected by the Linear if given,
-        in the dtype of `v`.
+        plus `shortcut` if given, in the dtype of `v`.
     """
     out_dtype = v.dtype
     q, k, v, w = q.float(), k.float(), v.float(), w.float()
@@ -138,7 +148,9 @@ def performer_attention(
         proj_weight = proj_weight.float()
     if proj_bias is not None:
         proj_bias = proj_bias.float()
-    return _performer_parts(q, k, v, w, eps, proj_weight, proj_bias)[0].to(out_dtype)
+    if shortcut is not None:
+        shortcut = shortcut.float()
+    return _performer_parts(q, k, v, w, eps, proj_weight, proj_bias, shortcut)[0].to(out_dtype)
 
 
 @register_notrace_function
@@ -150,6 +162,7 @@ def performer_attention_fp32(
         eps: float = 1e-8,
         proj_weight: Optional[torch.Tensor] = None,
         proj_bias: Optional[torch.Tensor] = None,
+        shortcut: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """`performer_attention` with autocast off, so AMP cannot lower its matmuls to fp16/bf16.
 
@@ -157,9 +170,9 @@ def performer_attention_fp32(
     has no autocast, have none). TorchScript (e.g. scripting an FX graph that calls this) skips the autocast block.
     """
     if torch.jit.is_scripting() or q.device.type == 'meta':
-        return performer_attention(q, k, v, w, eps, proj_weight, proj_bias)
+        return performer_attention(q, k, v, w, eps, proj_weight, proj_bias, shortcut)
     with torch.autocast(device_type=q.device.type, enabled=False):
-        return performer_attention(q, k, v, w, eps, proj_weight, proj_bias)
+        return performer_attention(q, k, v, w, eps, proj_weight, proj_bias, shortcut)
 
 
 def _into(out: Optional[torch.Tensor], op: Any, *args: Any, **kwargs: Any) -> torch.Tensor:

@@ -71,7 +71,8 @@ from timm.models._features import feature_take_indices
 from timm.models._manipulate import adapt_input_conv
 
 from ._tracing import is_exporting, is_tracing, records_grad
-from .backbone import ResidualAccumulateBlock, SplitHeadsAttention
+from .backbone import (
+    ResidualAccumulateBlock, SplitHeadsAttention, accumulate_linear, accumulate_mlp, accumulates_residual, start_residual)
 from .memory import GeluRecomputeMlp
 from .performer import (
     apply_keep_mask, bernoulli_keep_mask, performer_attention, performer_attention_fp32, performer_residual)
@@ -353,6 +354,12 @@ class TokenPerformer(nn.Module):
             x, self.norm1.weight, self.norm1.bias, self.norm1.eps, self.kqv.weight, self.kqv.bias, patch_kernel)
         if not torch.jit.is_scripting() and self._attention_own_backward(kqv):
             x = self._attention_residual(kqv)
+        elif not torch.jit.is_scripting() and self._accumulates(kqv):
+            # Eval mode without autograd: the attention GEMM accumulates into `v + proj.bias` and fc2 into that (as
+            # `ResidualAccumulateBlock` does): two fresh (B, T, dim_out) tensors and two passes fewer.
+            k, q, v = kqv.split(self.dim_out, dim=-1)
+            x = performer_attention_fp32(q, k, v, self.w, self.eps, self.proj.weight, self.proj.bias, shortcut=v)
+            return accumulate_mlp(x, self.norm2, self.mlp)
         else:
             k, q, v = kqv.split(self.dim_out, dim=-1)
             if torch.jit.is_scripting():
@@ -379,6 +386,11 @@ class TokenPerformer(nn.Module):
                 and kqv.device.type == 'cpu' and kqv.dtype == torch.float32
                 and not torch.is_autocast_enabled('cpu') and not self.w.requires_grad
                 and type(drop) is BoolMaskDropout and drop.p < 1. and not hooked)
+
+    @torch.jit.unused
+    def _accumulates(self, kqv: torch.Tensor) -> bool:
+        """Whether the attention and the MLP may accumulate into the shortcut (`accumulates_residual`)."""
+        return accumulates_residual(kqv, self, (self.proj_drop,))
 
     @torch.jit.unused
     def _attention_residual(self, kqv: torch.Tensor) -> torch.Tensor:
@@ -432,6 +444,11 @@ class TokenAttention(nn.Module):
 
     def attend(self, qkv: torch.Tensor) -> torch.Tensor:
         """The layer after its qkv projection: `qkv` (B, T, 3 * dim_out) -> (B, T, dim_out)."""
+        v, y = self.attend_unprojected(qkv)
+        return v + self.proj_drop(self.proj(y))
+
+    def attend_unprojected(self, qkv: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """`qkv` (B, T, 3 * dim_out) -> (v, attention output before `proj`), each (B, T, dim_out)."""
         q, k, v = qkv.unflatten(-1, (3, self.dim_out)).unbind(-2)
         if self.fused_attn:
             # As one explicit head (B, 1, T, E): ONNX export supports only 4-D SDPA inputs; same kernel and numbers.
@@ -444,7 +461,7 @@ class TokenAttention(nn.Module):
             attn = (q * self.scale) @ k.transpose(-2, -1)
             attn = self.attn_drop(attn.softmax(dim=-1))
             y = attn @ v
-        return v + self.proj_drop(self.proj(y))
+        return v, y
 
 
 class TokenTransformer(nn.Module):
@@ -480,9 +497,25 @@ class TokenTransformer(nn.Module):
         qkv = layer_norm_linear(
             x, self.norm1.weight, self.norm1.bias, self.norm1.eps, self.attn.qkv.weight, self.attn.qkv.bias,
             patch_kernel)
+        if not torch.jit.is_scripting() and self._accumulates(qkv):
+            return self._forward_accumulate(qkv)
         x = self.attn.attend(qkv)
         x = x + self.mlp(self.norm2(x))
         return x
+
+    @torch.jit.unused
+    def _accumulates(self, qkv: torch.Tensor) -> bool:
+        """Whether the attention and the MLP may accumulate into the shortcut (`accumulates_residual`)."""
+        return accumulates_residual(qkv, self, (self.attn.proj, self.attn.proj_drop))
+
+    @torch.jit.unused
+    def _forward_accumulate(self, qkv: torch.Tensor) -> torch.Tensor:
+        # Eval mode without autograd: `proj` accumulates into `v + proj.bias` and fc2 into that (as
+        # `ResidualAccumulateBlock` does): two fresh (B, T, dim_out) tensors and two passes fewer.
+        proj = self.attn.proj
+        v, y = self.attn.attend_unprojected(qkv)
+        x = accumulate_linear(start_residual(v, proj.bias), y, proj, with_bias=False)
+        return accumulate_mlp(x, self.norm2, self.mlp)
 
 
 class TokensToToken(nn.Module):
