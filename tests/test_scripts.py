@@ -223,11 +223,12 @@ def test_train_py_other_routes(image_folder, tmp_path, route):
 
 
 @needs_scripts
-def test_validate_py(image_folder, trained, tmp_path):
+@pytest.mark.parametrize('amp', [[], ['--amp', '--amp-dtype', 'bfloat16']], ids=['fp32', 'bf16_autocast'])
+def test_validate_py(image_folder, trained, tmp_path, amp):
     results = tmp_path / 'results.csv'
     _ok(_run([str(SCRIPTS_DIR / 'validate.py'), '--data-dir', str(image_folder), '--split', 'validation', *TINY,
               '--checkpoint', str(trained), '-b', '4', '--workers', '0', '--device', 'cpu',
-              '--results-file', str(results)], cwd=SCRIPTS_DIR))
+              '--results-file', str(results), *amp], cwd=SCRIPTS_DIR))
     header, row = results.read_text().splitlines()
     assert dict(zip(header.split(','), row.split(',')))['model'] == 't2t_vit_7'
 
