@@ -170,3 +170,23 @@ def test_eval_under_cpu_autocast(arch):
             out = model(x)
     assert out.dtype == torch.bfloat16
     assert (out.float() - ref).abs().max() < 0.05 * ref.abs().max()
+
+
+@pytest.mark.parametrize('arch', ['t2t_vit_7', 't2t_vit_t_14'])
+def test_dropouts_switched_on_in_an_eval_model_still_drop(arch):
+    """Monte Carlo dropout (an eval model with its dropouts in train mode) drops without autograd too: the in-place
+    paths, which skip the dropouts, step aside, and the result is the one with autograd on for the same draws."""
+    torch.manual_seed(0)
+    model = timm.create_model(arch, depth=2, img_size=64, proj_drop_rate=0.1).eval()
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.train()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.manual_seed(1)
+        first = model(x)
+        second = model(x)
+    torch.manual_seed(1)
+    with_grad = model(x)
+    assert not torch.allclose(first, second)  # the masks differ between calls
+    torch.testing.assert_close(first, with_grad.detach(), rtol=1e-5, atol=1e-5)

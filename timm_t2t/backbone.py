@@ -145,7 +145,7 @@ def start_residual(shortcut: torch.Tensor, bias: Optional[torch.Tensor]) -> torc
 @torch.jit.unused  # TorchScript cannot compile `is_exporting`; scripted modules never accumulate
 def accumulates_residual(x: torch.Tensor, layer: nn.Module, watched: Tuple[nn.Module, ...]) -> bool:
     """Whether a residual layer may run its branches into the residual stream in place (`accumulate_linear`,
-    `accumulate_mlp`): eval mode without autograd or autocast, its MLP a `GeluRecomputeMlp` with the GELU between two
+    `accumulate_mlp`): every submodule in eval mode, no autograd or autocast, its MLP a `GeluRecomputeMlp` with the GELU between two
     Linears, and nothing that could see the skipped intermediates: no forward hook on the `watched` modules, the MLP or
     its Linears, or a global one; not traced or exported. FX symbolic tracing passes proxies, not tensors, so traced
     graphs keep the plain ops.
@@ -155,7 +155,9 @@ def accumulates_residual(x: torch.Tensor, layer: nn.Module, watched: Tuple[nn.Mo
         layer: The layer, with an `mlp` attribute.
         watched: The modules whose outputs the in-place path does not produce.
     """
-    if torch.is_grad_enabled() or layer.training or not isinstance(x, torch.Tensor) or is_exporting():
+    if torch.is_grad_enabled() or not isinstance(x, torch.Tensor) or is_exporting():
+        return False
+    if any(m.training for m in layer.modules()):  # e.g. Monte Carlo dropout: dropouts in train mode in an eval model
         return False
     device = x.device.type
     if torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device):
