@@ -263,7 +263,7 @@ class _PerformerResidual(torch.autograd.Function):
         k, q, v = kqv.split(w.shape[1], dim=-1)
         y = _performer_parts(q, k, v, w, ctx.eps, proj_weight, proj_bias)[0]
         if keep is not None:
-            y = y * keep.view(torch.uint8) * ctx.keep_scale  # not in place: autograd records it
+            y = apply_keep_mask(y, keep, ctx.keep_scale)  # recorded by autograd, as `BoolMaskDropout`'s is
         wanted = [i for i in (0, 3, 4) if ctx.needs_input_grad[i]]
         inputs = {0: kqv, 3: proj_weight, 4: proj_bias}
         grads = dict(zip(wanted, torch.autograd.grad(v + y, [inputs[i] for i in wanted], grad, create_graph=True)))
