@@ -17,8 +17,8 @@ Modifications and additions for timm by the timm-t2t authors:
     its output projection folded into `phi(k)^T v`, in training with its own backward (`performer.py`);
   * soft splits as strided views of channels-last maps (one copy each; `nn.Unfold`'s values, each patch flattened
     kernel-major with the weights that read it reordered to match), in exported graphs (ONNX, both routes;
-    `torch.export`) as one convolution with a fixed one-hot kernel each, and the last one merged with the projection
-    into one convolution everywhere; the split's backward a strided add per kernel position;
+    `torch.export`) as gathers of contiguous runs, and the last one merged with the projection into one convolution
+    everywhere; the split's backward a strided add per kernel position;
   * less training memory: each T2T layer's first LayerNorm folded into the projection after it, the Performer's
     always-on dropouts keeping bool masks (`layer_norm_linear`, `BoolMaskDropout`), every MLP recomputing its GELU
     in backward (`memory.GeluRecomputeMlp`), and grad checkpointing covering the stem;
@@ -86,48 +86,82 @@ RELEASE_URL = 'https://github.com/yitu-opensource/T2T-ViT/releases/download/main
 
 # Soft splits as (kernel, stride, padding): the image, then the two token maps.
 SOFT_SPLITS = ((7, 4, 2), (3, 2, 1), (3, 2, 1))
+# Exported soft splits of maps with this many channels or more gather each patch position's channels as one run
+# (`soft_split_gather`); narrower maps (the image) gather whole rows, then column blocks (`soft_split_gather_rows`):
+# with 12-byte runs ONNX Runtime's Gather was slow (27 ms against 16 ms for a one-hot convolution, first split at
+# batch 8), with the token maps' 256-byte runs the second split took 1.6 ms against 7.8 ms as column blocks.
+GATHER_MIN_CHANNELS = 16
 
 
-def soft_split(
-        x: torch.Tensor,
-        kernel_size: int,
-        stride: int,
-        padding: int,
-        channels_last: bool = True,
-) -> torch.Tensor:
-    """Overlapping patches of a map, exactly as `nn.Unfold` gives them, as one convolution with a fixed one-hot kernel.
+def soft_split_gather(x: torch.Tensor, kernel_size: int, stride: int, padding: int) -> torch.Tensor:
+    """`soft_split_kernel_major` as one gather of each patch position's C channels: the form the model exports for
+    maps of at least `GATHER_MIN_CHANNELS` channels (the token maps).
 
-    The form the model exports (`torch.jit.trace`, `torch.export`); in eager mode it splits with
-    `soft_split_kernel_major`. Every channel is convolved on its own with the k * k unit kernels, so output channel
-    `c * k * k + i * k + j` is input channel c shifted by (i, j): exactly `nn.Unfold`'s values and column order
-    (products with 1 and sums with exact zeros). It exports as a handful of operators (Transpose, Reshape, Conv), which
-    ONNX Runtime and OpenVINO run well, where strided views trace to k * k slices and a concat. Batch sizes stay
-    symbolic: no reshape names them.
+    Exported (`torch.jit.trace`, `torch.export`) it is a Pad and one Gather, where strided views trace to k * k slices
+    and a concat. Same values as `soft_split_kernel_major` (copies only). Batch sizes stay symbolic: no reshape names
+    them.
 
     Args:
-        x: Map of shape (B, H, W, C), or (B, C, H, W) with `channels_last=False`.
+        x: Map of shape (B, H, W, C), any strides.
         kernel_size: Patch size.
         stride: Patch stride.
         padding: Zero padding on each side.
-        channels_last: Layout of `x`.
 
     Returns:
-        Patches of shape (B, H', W', C * kernel_size ** 2), each flattened channel-major (`c * k * k + i * k + j`),
-        the column order of `nn.Unfold`.
+        Patches of shape (B, H', W', kernel_size ** 2 * C), each flattened kernel-major: `(i * k + j) * C + c`.
     """
     k, s, p = kernel_size, stride, padding
-    if channels_last:
-        x = x.permute(0, 3, 1, 2)
-    C, H, W = x.shape[1], x.shape[2], x.shape[3]
-    eye = torch.eye(k * k, dtype=x.dtype, device=x.device).reshape(k * k, 1, k, k)
-    y = F.conv2d(x.reshape(-1, 1, H, W), eye, stride=s, padding=p)  # B * C, k * k, H', W'
-    return y.reshape(-1, C * k * k, y.shape[2], y.shape[3]).permute(0, 2, 3, 1)  # B, H', W', C * k * k
+    H, W, C = x.shape[1], x.shape[2], x.shape[3]
+    H_out, W_out = soft_split_size(H, k, s, p), soft_split_size(W, k, s, p)
+    W_pad = W + 2 * p
+    rows = _patch_offsets(H_out, k, s, x.device)
+    cols = _patch_offsets(W_out, k, s, x.device)
+    pixels = rows.reshape(H_out, 1, k, 1) * W_pad + cols.reshape(1, W_out, 1, k)  # H', W', k, k
+    x = F.pad(x, (0, 0, p, p, p, p)).reshape(-1, (H + 2 * p) * W_pad, C)
+    return x.index_select(1, pixels.flatten()).reshape(-1, H_out, W_out, k * k * C)
+
+
+def soft_split_gather_rows(x: torch.Tensor, kernel_size: int, stride: int, padding: int) -> torch.Tensor:
+    """`soft_split_kernel_major` as a gather of whole rows, then stride-wide column blocks: the form the model exports
+    for maps of fewer than `GATHER_MIN_CHANNELS` channels (the image).
+
+    The H' * k patch rows are gathered from the padded map whole; the patch columns of output column x are then column
+    block x and the first `kernel_size - stride` columns of block x + 1 (runs of `stride * C` values), which needs
+    `stride <= kernel_size <= 2 * stride`, as every T2T-ViT soft split has. Exported, it is a Pad, a Gather, a
+    Transpose, a few Slices and a Concat. Same values as `soft_split_kernel_major` (copies only).
+
+    Args:
+        x: Map of shape (B, H, W, C), any strides.
+        kernel_size: Patch size.
+        stride: Patch stride.
+        padding: Zero padding on each side.
+
+    Returns:
+        Patches of shape (B, H', W', kernel_size ** 2 * C), each flattened kernel-major: `(i * k + j) * C + c`.
+    """
+    k, s, p = kernel_size, stride, padding
+    if not s <= k <= 2 * s:
+        raise ValueError(f'soft_split_gather_rows needs stride <= kernel_size <= 2 * stride, got {k=}, {s=}')
+    H, W, C = x.shape[1], x.shape[2], x.shape[3]
+    H_out, W_out = soft_split_size(H, k, s, p), soft_split_size(W, k, s, p)
+    rows = _patch_offsets(H_out, k, s, x.device)
+    # W_out + 1 whole blocks per row (negative padding crops columns no patch reads).
+    x = F.pad(x, (0, 0, p, (W_out + 1) * s - W - p, p, p)).reshape(-1, H + 2 * p, (W_out + 1) * s * C)
+    x = x.index_select(1, rows.flatten()).reshape(-1, H_out, k, W_out + 1, s * C).transpose(2, 3)  # B, H', W'+1, k, sC
+    patches = torch.cat([x[:, :, :W_out], x[:, :, 1:, :, :(k - s) * C]], dim=4)  # B, H', W', k, k * C
+    return patches.reshape(-1, H_out, W_out, k * k * C)
+
+
+def _patch_offsets(size_out: int, kernel_size: int, stride: int, device: torch.device) -> torch.Tensor:
+    """Padded-map index of each patch's k rows (or columns) along one dim: (size_out, kernel_size)."""
+    return (torch.arange(size_out, device=device) * stride).unsqueeze(1) + torch.arange(kernel_size, device=device)
 
 
 def soft_split_kernel_major(x: torch.Tensor, kernel_size: int, stride: int, padding: int) -> torch.Tensor:
-    """`soft_split` of a channels-last map with each patch flattened kernel-major: column `(i * k + j) * C + c`.
+    """Overlapping patches of a channels-last map, the values `nn.Unfold` gives, each flattened kernel-major.
 
-    The same values as `soft_split`, in the column order `kernel_major_columns` gives the weights that read them. The
+    Column `(i * k + j) * C + c` where `nn.Unfold` has `c * k * k + i * k + j`; `kernel_major_columns` reorders the
+    weights that read them (stored in `nn.Unfold`'s order, as the official checkpoints have them). The
     copy reads runs of C contiguous channels (k * C for a channels-first image seen channels-last): with 64 channels
     it ran 2-4x faster than copying in `nn.Unfold`'s order one kernel position at a time, and 8x faster than
     flattening the view in that order (whose backward is one `unfold_backward` pass, as this one's is); on a 3-channel
@@ -201,7 +235,7 @@ def _kernel_major_split_with_grad(x: torch.Tensor, kernel_size: int, stride: int
 
 
 def kernel_major_columns(t: torch.Tensor, kernel_size: int) -> torch.Tensor:
-    """Reorder the last dim of a weight that reads `soft_split` patches (`c * k * k + i * k + j`) to read
+    """Reorder the last dim of a weight that reads `nn.Unfold` patches (`c * k * k + i * k + j`) to read
     `soft_split_kernel_major` patches (`(i * k + j) * C + c`). A LayerNorm's weight and bias, or a Linear's weight."""
     return t.unflatten(-1, (-1, kernel_size * kernel_size)).transpose(-1, -2).flatten(-2)
 
@@ -252,7 +286,7 @@ def layer_norm_linear(
         weight: Linear weight (out, C).
         bias: Linear bias (out), or None.
         patch_kernel: If > 0, `x` holds `soft_split_kernel_major` patches of this kernel size; the norm and linear
-            weights, in `soft_split` column order as stored, are reordered to read them.
+            weights, in `nn.Unfold`'s column order as stored, are reordered to read them.
 
     Returns:
         (..., out).
@@ -588,32 +622,36 @@ class TokensToToken(nn.Module):
         """Total stride of the final token grid (16)."""
         return 16 if as_scalar else (16, 16)
 
-    def _split(self, x: torch.Tensor, stage: int, channels_last: bool = True) -> Tuple[torch.Tensor, int]:
-        """Soft split `stage` (0 or 1) of a map -> (patches (B, H', W', C * k * k), the `patch_kernel` they need).
+    def _split(self, x: torch.Tensor, stage: int, channels_last: bool = True) -> torch.Tensor:
+        """Soft split `stage` (0 or 1) of a map -> kernel-major patches (B, H', W', k * k * C).
 
-        Kernel-major patches (the copy reads along the channels, 2-4x faster) and their kernel size in eager mode;
-        while exporting `nn.Unfold`'s column order, which the one-Conv form gives, and 0.
+        In eager mode one copy of strided views (`soft_split_kernel_major`, reading along the channels); while
+        exporting gathers of contiguous runs (`soft_split_gather`, `soft_split_gather_rows`), which runtimes run as a
+        few copies.
         """
         k, s, p = self.soft_splits[stage]
-        if not torch.jit.is_scripting() and is_exporting():
-            return soft_split(x, k, s, p, channels_last), 0
         if not channels_last:
             x = x.permute(0, 2, 3, 1)  # a view: the split's copy reads it in place
-        return soft_split_kernel_major(x, k, s, p), k
+        if not torch.jit.is_scripting() and is_exporting():
+            channels = self.in_chans if stage == 0 else self.token_dim  # ints: no traced size in a Python branch
+            if channels < GATHER_MIN_CHANNELS:
+                return soft_split_gather_rows(x, k, s, p)
+            return soft_split_gather(x, k, s, p)
+        return soft_split_kernel_major(x, k, s, p)
 
     def _attn1_map(self, x: torch.Tensor) -> torch.Tensor:
         """Images (B, C, H, W) -> first soft split and T2T layer -> token map (B, H / 4, W / 4, token_dim)."""
-        x, patch_kernel = self._split(x, 0, channels_last=False)
+        x = self._split(x, 0, channels_last=False)
         H, W = x.shape[1], x.shape[2]
         # no reshape names the batch size: it stays symbolic in traced exports
-        x = self.attn1(x.flatten(1, 2), patch_kernel=patch_kernel)
+        x = self.attn1(x.flatten(1, 2), patch_kernel=self.soft_splits[0][0])
         return x.reshape(-1, H, W, x.shape[-1])
 
     def _attn2_map(self, x: torch.Tensor) -> torch.Tensor:
         """Token map (B, H, W, token_dim) -> second soft split and T2T layer -> (B, H / 2, W / 2, token_dim)."""
-        x, patch_kernel = self._split(x, 1)
+        x = self._split(x, 1)
         H, W = x.shape[1], x.shape[2]
-        x = self.attn2(x.flatten(1, 2), patch_kernel=patch_kernel)
+        x = self.attn2(x.flatten(1, 2), patch_kernel=self.soft_splits[1][0])
         return x.reshape(-1, H, W, x.shape[-1])
 
     def _project(self, x: torch.Tensor) -> torch.Tensor:
