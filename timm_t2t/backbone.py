@@ -145,10 +145,10 @@ def start_residual(shortcut: torch.Tensor, bias: Optional[torch.Tensor]) -> torc
 @torch.jit.unused  # TorchScript cannot compile `is_exporting`; scripted modules never accumulate
 def accumulates_residual(x: torch.Tensor, layer: nn.Module, watched: Tuple[nn.Module, ...]) -> bool:
     """Whether a residual layer may run its branches into the residual stream in place (`accumulate_linear`,
-    `accumulate_mlp`): every submodule in eval mode, no autograd or autocast, its MLP a `GeluRecomputeMlp` with the GELU between two
-    Linears, and nothing that could see the skipped intermediates: no forward hook on the `watched` modules, the MLP or
-    its Linears, or a global one; not traced or exported. FX symbolic tracing passes proxies, not tensors, so traced
-    graphs keep the plain ops.
+    `accumulate_mlp`): every submodule in eval mode, no autograd or autocast, its MLP a `GeluRecomputeMlp` with the
+    GELU between two Linears, and nothing that could see the skipped intermediates: no forward hook on the `watched`
+    modules, the MLP or its Linears, or a global one; not traced or exported. FX symbolic tracing passes proxies, not
+    tensors, so traced graphs keep the plain ops.
 
     Args:
         x: The layer's input.

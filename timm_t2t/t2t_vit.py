@@ -72,7 +72,8 @@ from timm.models._manipulate import adapt_input_conv
 
 from ._tracing import is_exporting, is_tracing, records_grad
 from .backbone import (
-    ResidualAccumulateBlock, SplitHeadsAttention, accumulate_linear, accumulate_mlp, accumulates_residual, start_residual)
+    ResidualAccumulateBlock, SplitHeadsAttention, accumulate_linear, accumulate_mlp, accumulates_residual,
+    start_residual)
 from .memory import GeluRecomputeMlp
 from .performer import (
     apply_keep_mask, bernoulli_keep_mask, performer_attention, performer_attention_fp32, performer_residual)
