@@ -10,8 +10,8 @@ from timm.models.vision_transformer import Block
 
 import timm_t2t  # noqa: F401  registers the models
 from conftest import OpLog
-from timm_t2t.backbone import ResidualAccumulateBlock, SplitHeadsAttention
-from timm_t2t.t2t_vit import TokenPerformer, TokenTransformer
+from timm_t2t.models.backbone import ResidualAccumulateBlock, SplitHeadsAttention
+from timm_t2t.models.t2t_vit import TokenPerformer, TokenTransformer
 
 COPIES = {'aten.cat', 'aten.stack', 'aten.clone', 'aten.copy_', 'aten._to_copy'}
 

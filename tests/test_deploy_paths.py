@@ -10,7 +10,7 @@ import torch
 import timm
 import timm_t2t  # noqa: F401  registers the models
 from conftest import checkpoint_files, expected_file, golden_case
-from timm_t2t.t2t_vit import GATHER_MIN_CHANNELS, kernel_major_columns, soft_split_gather, soft_split_gather_rows
+from timm_t2t.models.t2t_vit import GATHER_MIN_CHANNELS, kernel_major_columns, soft_split_gather, soft_split_gather_rows
 
 TOL = 1e-4
 

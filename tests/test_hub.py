@@ -24,7 +24,7 @@ from hub_standin import StandIn
 from timm_t2t import hub
 from timm_t2t.hub import (
     CheckpointMismatchError, ChecksumError, DownloadError, PretrainedWeightsError, convert_checkpoint)
-from timm_t2t.t2t_vit import checkpoint_filter_fn
+from timm_t2t.models.t2t_vit import checkpoint_filter_fn
 
 CASE = golden_case('tiny_release_64')  # t2t_vit_7 stem, narrow backbone, release .pth.tar layout
 RELEASE = checkpoint_files(CASE)[0]

@@ -10,7 +10,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 import timm
 import timm_t2t  # noqa: F401  registers the models
 from timm_t2t.bench import saved_activation_bytes
-from timm_t2t.memory import GeluRecomputeMlp
+from timm_t2t.models.memory import GeluRecomputeMlp
 
 
 def _train_step(model: torch.nn.Module, x: torch.Tensor) -> Dict[str, torch.Tensor]:

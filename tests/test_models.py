@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 import timm_t2t  # noqa: F401  registers the models
 from conftest import OpLog
-from timm_t2t.t2t_vit import (
+from timm_t2t.models.t2t_vit import (
     HF_HUB_NAMESPACE, BoolMaskDropout, TokenPerformer, TokenTransformer, bernoulli_keep_mask, kernel_major_columns,
     layer_norm_linear, performer_attention, sinusoid_pos_embed, soft_split_kernel_major)
 

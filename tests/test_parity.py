@@ -50,7 +50,7 @@ def test_plain_path_really_differs_from_fused():
 
 def test_release_checkpoint_prefers_ema(tmp_path):
     """The release file holds a different `state_dict` too; loading it instead would break parity."""
-    from timm_t2t.t2t_vit import checkpoint_filter_fn
+    from timm_t2t.models.t2t_vit import checkpoint_filter_fn
 
     case = golden_case('tiny_release_64')
     ckpt = torch.load(checkpoint_files(case)[0], map_location='cpu', weights_only=False)

@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from timm_t2t import t2t_vit
-from timm_t2t.performer import performer_attention, performer_residual
-from timm_t2t.t2t_vit import BoolMaskDropout, TokenPerformer
+from timm_t2t.models import t2t_vit
+from timm_t2t.models.performer import performer_attention, performer_residual
+from timm_t2t.models.t2t_vit import BoolMaskDropout, TokenPerformer
 
 
 def _inputs(dtype, seed=0):

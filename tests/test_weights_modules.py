@@ -4,7 +4,8 @@ from pathlib import Path
 from typing import Dict, Set
 
 import timm_t2t
-from timm_t2t import cli_weights, t2t_vit
+from timm_t2t import cli_weights
+from timm_t2t.models import t2t_vit
 
 PACKAGE = Path(timm_t2t.__file__).parent
 WEIGHTS_MODULES = ('checkpoint', 'download', 'pretrained', 'convert', 'publish', 'cli_weights', 'hub')

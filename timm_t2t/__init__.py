@@ -15,13 +15,13 @@ __version__ = '0.1.0'
 __all__ = ['T2TViT', 'TokenAttention', 'TokenPerformer', 'TokensToToken', 'TokenTransformer', 'checkpoint_filter_fn']
 
 if not started_as_command_line():
-    from .t2t_vit import (  # registers the models with timm
+    from .models.t2t_vit import (  # registers the models with timm
         T2TViT, TokenAttention, TokenPerformer, TokensToToken, TokenTransformer, checkpoint_filter_fn)
 
 
 def __getattr__(name: str) -> Any:
     # Only reached after a command-line start (otherwise the names are set above): load the model module on demand.
     if name in __all__:
-        from . import t2t_vit
+        from .models import t2t_vit
         return getattr(t2t_vit, name)
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

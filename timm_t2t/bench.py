@@ -49,7 +49,7 @@ import torch.nn.functional as F
 
 import timm
 
-from . import t2t_vit  # noqa: F401  (registers the t2t_vit_* models)
+from .models import t2t_vit  # noqa: F401  (registers the t2t_vit_* models)
 from .cli_bench import COMPARATORS_224, VIT_MODELS, VIT_PYTORCH_T2T_14, configure_parser  # noqa: F401  (re-exported)
 from .hub import count_gmacs
 

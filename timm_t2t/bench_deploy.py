@@ -26,7 +26,7 @@ import torch
 
 import timm
 
-from . import t2t_vit  # noqa: F401  (registers the t2t_vit_* models)
+from .models import t2t_vit  # noqa: F401  (registers the t2t_vit_* models)
 from .bench import _load_avg, format_quartiles, machine_info, rotate, round_ratios, run_child
 from .cli_bench import DEPLOY_MODELS as MODELS, RUNTIMES  # noqa: F401  (the parser is torch-free: fast --help)
 

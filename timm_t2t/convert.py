@@ -26,7 +26,7 @@ from timm.models import save_for_hf, split_model_name_tag
 from .checkpoint import (
     PathLike, PretrainedWeightsError, check_state_dict, describe_layout, file_digest, read_checkpoint)
 from .download import download_release
-from .t2t_vit import checkpoint_filter_fn, default_cfgs
+from .models.t2t_vit import checkpoint_filter_fn, default_cfgs
 
 __all__ = [
     'TOLERANCE', 'HUB_FILES', 'RELEASE_ACCURACY', 'release_urls', 'ConversionResult', 'convert_checkpoint',

@@ -9,7 +9,7 @@ import timm
 
 from .checkpoint import PathLike, file_digest
 from .convert import HUB_FILES, convert_checkpoint, release_urls
-from .t2t_vit import HF_HUB_NAMESPACE
+from .models.t2t_vit import HF_HUB_NAMESPACE
 
 __all__ = ['push_folder', 'publish_all']
 

@@ -35,7 +35,7 @@ import timm_t2t  # noqa: F401  registers the models before the suite lists them
 HERE = Path(__file__).resolve().parent
 SUITE_FILE = HERE / 'test_timm_models.py'
 VERSION_FILE = HERE / 'test_timm_models.version'
-PLUGIN_MODULE = 't2t_vit'  # timm's module name for `timm_t2t.t2t_vit` (last component of the module path)
+PLUGIN_MODULE = 't2t_vit'  # timm's module name for `timm_t2t.models.t2t_vit` (last component of the module path)
 PLUGIN_PATTERN = 't2t_vit_*'
 
 SUITE_DEPTH = 2

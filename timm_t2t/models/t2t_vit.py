@@ -77,7 +77,7 @@ from .backbone import (
 from .memory import GeluRecomputeMlp
 from .performer import (
     apply_keep_mask, bernoulli_keep_mask, performer_attention, performer_attention_fp32, performer_residual)
-from .pretrained import build_pretrained
+from ..pretrained import build_pretrained
 
 __all__ = ['T2TViT', 'TokensToToken', 'TokenPerformer', 'TokenTransformer', 'TokenAttention']
 
