@@ -9,23 +9,16 @@ Architecture and numerics follow the official implementation at https://github.c
 load through `checkpoint_filter_fn` and reproduce the official logits to float32 rounding.
 
 Modifications and additions for timm by the timm-t2t authors:
-  * timm's ViT `Block` and `Attention` in the backbone, with fewer copies (`backbone.py`: one copy of the qkv gradient
-    in backward, the residual adds accumulated by the Linears without autograd), fused attention
-    (`F.scaled_dot_product_attention`) by default in the backbone and in the Transformer T2T layers, with the official
-    arithmetic behind `set_fused_attn(False)`;
-  * the Performer T2T layer as a few large matmuls, computed in float32 so it stays finite under fp16/bf16 autocast,
-    its output projection folded into `phi(k)^T v`, in training with its own backward (`performer.py`);
-  * soft splits as strided views of channels-last maps (one copy each; `nn.Unfold`'s values, each patch flattened
-    kernel-major with the weights that read it reordered to match), in exported graphs (ONNX, both routes;
-    `torch.export`) as gathers of contiguous runs, and the last one merged with the projection into one convolution
-    everywhere; the split's backward a strided add per kernel position;
-  * less training memory: each T2T layer's first LayerNorm folded into the projection after it, the Performer's
-    always-on dropouts keeping bool masks (`layer_norm_linear`, `BoolMaskDropout`), every MLP recomputing its GELU
-    in backward (`memory.GeluRecomputeMlp`), and grad checkpointing covering the stem;
-  * faster inference without autograd: the stem's T2T layers in batch chunks of 4 and every MLP's GELU in place
-    (fewer and smaller temporaries);
+  * timm's ViT `Block` in the backbone; fused attention (`F.scaled_dot_product_attention`) by default in the backbone
+    and the Transformer T2T layers, the official arithmetic behind `set_fused_attn(False)`;
+  * the Performer T2T layer in float32 (finite under fp16/bf16 autocast), its output projection folded into
+    `phi(k)^T v`;
+  * soft splits as one gather of channel runs from a channels-last map, the weights that read the patches reordered
+    at use (the state dict keeps the official layout), and the last split merged with the projection into one
+    convolution;
   * `pos_embed` and the Performer random features as persistent buffers, any input size (square or not, resampled
-    position table), stem token maps (stride 4 and 8) as feature taps, the timm model API.
+    position table), stem token maps (stride 4 and 8) as feature taps, grad checkpointing of the stem, the timm model
+    API.
 
 Original license notice (https://github.com/yitu-opensource/T2T-ViT/blob/main/LICENSE):
 
@@ -63,21 +56,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import _assert, get_device_dtype, resample_abs_pos_embed, to_2tuple, trunc_normal_, use_fused_attn
-from timm.layers._fx import register_notrace_module
+from timm.layers import Mlp, _assert, get_device_dtype, resample_abs_pos_embed, to_2tuple, trunc_normal_, use_fused_attn
+from timm.layers._fx import register_notrace_function
 from timm.models import (
     build_model_with_cfg, checkpoint, checkpoint_seq, generate_default_cfgs, register_model, resolve_pretrained_cfg)
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import adapt_input_conv
-
-from ._tracing import is_exporting, is_tracing, records_grad
-from .backbone import (
-    ResidualAccumulateBlock, SplitHeadsAttention, accumulate_linear, accumulate_mlp, accumulates_residual,
-    start_residual)
-from .memory import GeluRecomputeMlp
-from .performer import (
-    apply_keep_mask, bernoulli_keep_mask, performer_attention, performer_attention_fp32, performer_residual)
-from ..pretrained import build_pretrained
+from timm.models.vision_transformer import Block
 
 __all__ = ['T2TViT', 'TokensToToken', 'TokenPerformer', 'TokenTransformer', 'TokenAttention']
 
@@ -87,163 +72,55 @@ RELEASE_URL = 'https://github.com/yitu-opensource/T2T-ViT/releases/download/main
 
 # Soft splits as (kernel, stride, padding): the image, then the two token maps.
 SOFT_SPLITS = ((7, 4, 2), (3, 2, 1), (3, 2, 1))
-# Exported soft splits of maps with this many channels or more gather each patch position's channels as one run
-# (`soft_split_gather`); narrower maps (the image) gather whole rows, then column blocks (`soft_split_gather_rows`):
-# with 12-byte runs ONNX Runtime's Gather was slow (27 ms against 16 ms for a one-hot convolution, first split at
-# batch 8), with the token maps' 256-byte runs the second split took 1.6 ms against 7.8 ms as column blocks.
-GATHER_MIN_CHANNELS = 16
-
-
-def soft_split_gather(x: torch.Tensor, kernel_size: int, stride: int, padding: int) -> torch.Tensor:
-    """`soft_split_kernel_major` as one gather of each patch position's C channels: the form the model exports for
-    maps of at least `GATHER_MIN_CHANNELS` channels (the token maps).
-
-    Exported (`torch.jit.trace`, `torch.export`) it is a Pad and one Gather, where strided views trace to k * k slices
-    and a concat. Same values as `soft_split_kernel_major` (copies only). Batch sizes stay symbolic: no reshape names
-    them.
-
-    Args:
-        x: Map of shape (B, H, W, C), any strides.
-        kernel_size: Patch size.
-        stride: Patch stride.
-        padding: Zero padding on each side.
-
-    Returns:
-        Patches of shape (B, H', W', kernel_size ** 2 * C), each flattened kernel-major: `(i * k + j) * C + c`.
-    """
-    k, s, p = kernel_size, stride, padding
-    H, W, C = x.shape[1], x.shape[2], x.shape[3]
-    H_out, W_out = soft_split_size(H, k, s, p), soft_split_size(W, k, s, p)
-    W_pad = W + 2 * p
-    rows = _patch_offsets(H_out, k, s, x.device)
-    cols = _patch_offsets(W_out, k, s, x.device)
-    pixels = rows.reshape(H_out, 1, k, 1) * W_pad + cols.reshape(1, W_out, 1, k)  # H', W', k, k
-    x = F.pad(x, (0, 0, p, p, p, p)).reshape(-1, (H + 2 * p) * W_pad, C)
-    return x.index_select(1, pixels.flatten()).reshape(-1, H_out, W_out, k * k * C)
-
-
-def soft_split_gather_rows(x: torch.Tensor, kernel_size: int, stride: int, padding: int) -> torch.Tensor:
-    """`soft_split_kernel_major` as a gather of whole rows, then stride-wide column blocks: the form the model exports
-    for maps of fewer than `GATHER_MIN_CHANNELS` channels (the image).
-
-    The H' * k patch rows are gathered from the padded map whole; the patch columns of output column x are then column
-    block x and the first `kernel_size - stride` columns of block x + 1 (runs of `stride * C` values), which needs
-    `stride <= kernel_size <= 2 * stride`, as every T2T-ViT soft split has. Exported, it is a Pad, a Gather, a
-    Transpose, a few Slices and a Concat. Same values as `soft_split_kernel_major` (copies only).
-
-    Args:
-        x: Map of shape (B, H, W, C), any strides.
-        kernel_size: Patch size.
-        stride: Patch stride.
-        padding: Zero padding on each side.
-
-    Returns:
-        Patches of shape (B, H', W', kernel_size ** 2 * C), each flattened kernel-major: `(i * k + j) * C + c`.
-    """
-    k, s, p = kernel_size, stride, padding
-    if not s <= k <= 2 * s:
-        raise ValueError(f'soft_split_gather_rows needs stride <= kernel_size <= 2 * stride, got {k=}, {s=}')
-    H, W, C = x.shape[1], x.shape[2], x.shape[3]
-    H_out, W_out = soft_split_size(H, k, s, p), soft_split_size(W, k, s, p)
-    rows = _patch_offsets(H_out, k, s, x.device)
-    # W_out + 1 whole blocks per row (negative padding crops columns no patch reads).
-    x = F.pad(x, (0, 0, p, (W_out + 1) * s - W - p, p, p)).reshape(-1, H + 2 * p, (W_out + 1) * s * C)
-    x = x.index_select(1, rows.flatten()).reshape(-1, H_out, k, W_out + 1, s * C).transpose(2, 3)  # B, H', W'+1, k, sC
-    patches = torch.cat([x[:, :, :W_out], x[:, :, 1:, :, :(k - s) * C]], dim=4)  # B, H', W', k, k * C
-    return patches.reshape(-1, H_out, W_out, k * k * C)
-
-
-def _patch_offsets(size_out: int, kernel_size: int, stride: int, device: torch.device) -> torch.Tensor:
-    """Padded-map index of each patch's k rows (or columns) along one dim: (size_out, kernel_size)."""
-    return (torch.arange(size_out, device=device) * stride).unsqueeze(1) + torch.arange(kernel_size, device=device)
-
-
-def soft_split_kernel_major(x: torch.Tensor, kernel_size: int, stride: int, padding: int) -> torch.Tensor:
-    """Overlapping patches of a channels-last map, the values `nn.Unfold` gives, each flattened kernel-major.
-
-    Column `(i * k + j) * C + c` where `nn.Unfold` has `c * k * k + i * k + j`; `kernel_major_columns` reorders the
-    weights that read them (stored in `nn.Unfold`'s order, as the official checkpoints have them). The
-    copy reads runs of C contiguous channels (k * C for a channels-first image seen channels-last): with 64 channels
-    it ran 2-4x faster than copying in `nn.Unfold`'s order one kernel position at a time, and 8x faster than
-    flattening the view in that order (whose backward is one `unfold_backward` pass, as this one's is); on a 3-channel
-    image 2.2x faster than copying rows of k pixels in that order.
-
-    Args:
-        x: Map of shape (B, H, W, C), any strides.
-        kernel_size: Patch size.
-        stride: Patch stride.
-        padding: Zero padding on each side.
-
-    Returns:
-        Patches of shape (B, H', W', kernel_size ** 2 * C).
-    """
-    if not torch.jit.is_scripting() and records_grad(x):
-        return _kernel_major_split_with_grad(x, kernel_size, stride, padding)
-    return _kernel_major_patches(x, kernel_size, stride, padding)
-
-
-def _kernel_major_patches(x: torch.Tensor, kernel_size: int, stride: int, padding: int) -> torch.Tensor:
-    """`soft_split_kernel_major` as views and one copy (autograd's backward for it: two `unfold_backward` passes)."""
-    k, s, p = kernel_size, stride, padding
-    x = F.pad(x, (0, 0, p, p, p, p)).unfold(1, k, s).unfold(2, k, s)  # B, H', W', C, k, k
-    return x.permute(0, 1, 2, 4, 5, 3).flatten(3)
-
-
-class _KernelMajorSplit(torch.autograd.Function):
-    """`_kernel_major_patches` whose backward adds each kernel position's gradient back in place: k * k strided adds
-    of C-channel runs, 4x faster than autograd's two `unfold_backward` passes for the second split at batch 8 (4 vs
-    17.5 ms in forward plus backward). Same sums, in another order (float32 rounding)."""
-
-    @staticmethod
-    def forward(
-            ctx: torch.autograd.function.FunctionCtx,
-            x: torch.Tensor,
-            kernel_size: int,
-            stride: int,
-            padding: int,
-    ) -> torch.Tensor:
-        ctx.geometry = (x.shape, kernel_size, stride, padding)
-        return _kernel_major_patches(x, kernel_size, stride, padding)
-
-    @staticmethod
-    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> Tuple[torch.Tensor, None, None, None]:
-        (B, H, W, C), k, s, p = ctx.geometry
-        H_out, W_out = grad.shape[1], grad.shape[2]
-        grad = grad.reshape(B, H_out, W_out, k, k, C)
-        grad_x = grad.new_zeros(B, H, W, C)
-        rows = [_kernel_rows(i, H, H_out, s, p) for i in range(k)]
-        cols = [_kernel_rows(j, W, W_out, s, p) for j in range(k)]
-        for i, (in_rows, out_rows) in enumerate(rows):
-            for j, (in_cols, out_cols) in enumerate(cols):
-                grad_x[:, in_rows, in_cols].add_(grad[:, out_rows, out_cols, i, j])
-        return grad_x, None, None, None
-
-
-def _kernel_rows(offset: int, size: int, size_out: int, stride: int, padding: int) -> Tuple[slice, slice]:
-    """For kernel position `offset` along one dim: (input rows it reads, patch rows that read them), the input rows
-    inside the map (the others are padding)."""
-    first = max(0, -((offset - padding) // stride))  # first patch whose row offset - padding + o * stride >= 0
-    last = min(size_out - 1, (size - 1 + padding - offset) // stride)
-    start = first * stride + offset - padding
-    if last < first:
-        return slice(0, 0), slice(0, 0)
-    return slice(start, start + (last - first) * stride + 1, stride), slice(first, last + 1)
-
-
-@torch.jit.unused  # TorchScript cannot compile autograd functions; scripted modules take the view path
-def _kernel_major_split_with_grad(x: torch.Tensor, kernel_size: int, stride: int, padding: int) -> torch.Tensor:
-    return _KernelMajorSplit.apply(x, kernel_size, stride, padding)
-
-
-def kernel_major_columns(t: torch.Tensor, kernel_size: int) -> torch.Tensor:
-    """Reorder the last dim of a weight that reads `nn.Unfold` patches (`c * k * k + i * k + j`) to read
-    `soft_split_kernel_major` patches (`(i * k + j) * C + c`). A LayerNorm's weight and bias, or a Linear's weight."""
-    return t.unflatten(-1, (-1, kernel_size * kernel_size)).transpose(-1, -2).flatten(-2)
 
 
 def soft_split_size(size: int, kernel_size: int, stride: int, padding: int) -> int:
     """Output length of one spatial dim after a soft split."""
     return (size + 2 * padding - kernel_size) // stride + 1
+
+
+def soft_split(x: torch.Tensor, kernel_size: int, stride: int, padding: int) -> torch.Tensor:
+    """Overlapping patches of a channels-last map: the values of `nn.Unfold`, each patch flattened kernel-major.
+
+    One gather of each patch position's C contiguous channels from the padded map, in every mode: exported it is a Pad
+    and one Gather. Against `nn.Unfold` (channel-major columns) and strided views (which the TorchScript ONNX exporter
+    cannot export with a dynamic batch), it was the fastest form of the token-map split in eager forward and backward,
+    ONNX Runtime and OpenVINO, and on the 3-channel image within a few percent of the best of each (see
+    benchmarks/README.md). Column `(i * k + j) * C + c` holds what `nn.Unfold`'s column `c * k * k + i * k + j` holds;
+    `kernel_major` reorders the weights that read the patches.
+
+    Args:
+        x: Map of shape (B, H, W, C), any strides.
+        kernel_size: Patch size.
+        stride: Patch stride.
+        padding: Zero padding on each side.
+
+    Returns:
+        Patches of shape (B, H' * W', kernel_size ** 2 * C).
+    """
+    k, s, p = kernel_size, stride, padding
+    H, W, C = x.shape[1], x.shape[2], x.shape[3]
+    H_out, W_out = soft_split_size(H, k, s, p), soft_split_size(W, k, s, p)
+    W_pad = W + 2 * p
+    rows = (torch.arange(H_out, device=x.device) * s).unsqueeze(1) + torch.arange(k, device=x.device)  # H', k
+    cols = (torch.arange(W_out, device=x.device) * s).unsqueeze(1) + torch.arange(k, device=x.device)  # W', k
+    pixels = rows.reshape(H_out, 1, k, 1) * W_pad + cols.reshape(1, W_out, 1, k)  # H', W', k, k
+    x = F.pad(x, (0, 0, p, p, p, p)).reshape(-1, (H + 2 * p) * W_pad, C)  # no reshape names the batch size
+    return x.index_select(1, pixels.flatten()).reshape(-1, H_out * W_out, k * k * C)
+
+
+def kernel_major(t: torch.Tensor, kernel_size: int) -> torch.Tensor:
+    """Reorder the last dim of a weight that reads `nn.Unfold` patches (`c * k * k + i * k + j`, the checkpoints'
+    layout) to read `soft_split` patches (`(i * k + j) * C + c`). A LayerNorm's weight or bias, or a Linear's weight."""
+    return t.unflatten(-1, (-1, kernel_size * kernel_size)).transpose(-1, -2).flatten(-2)
+
+
+def patch_norm_linear(x: torch.Tensor, norm: nn.LayerNorm, linear: nn.Linear, kernel_size: int) -> torch.Tensor:
+    """`linear(norm(x))` on `soft_split` patches, with the stored weights reordered to read them (a permutation of a
+    LayerNorm's inputs permutes only its affine)."""
+    x = F.layer_norm(
+        x, norm.normalized_shape, kernel_major(norm.weight, kernel_size), kernel_major(norm.bias, kernel_size), norm.eps)
+    return F.linear(x, kernel_major(linear.weight, kernel_size), linear.bias)
 
 
 def sinusoid_pos_embed(
@@ -264,68 +141,59 @@ def sinusoid_pos_embed(
     return table.unsqueeze(0).to(dtype or torch.get_default_dtype())
 
 
-def layer_norm_linear(
-        x: torch.Tensor,
-        norm_weight: torch.Tensor,
-        norm_bias: torch.Tensor,
-        norm_eps: float,
-        weight: torch.Tensor,
-        bias: Optional[torch.Tensor],
-        patch_kernel: int = 0,
+def _performer_attention(
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        w: torch.Tensor,
+        eps: float,
+        proj_weight: torch.Tensor,
+        proj_bias: torch.Tensor,
 ) -> torch.Tensor:
-    """`F.linear(F.layer_norm(x, ...), weight, bias)` with the LayerNorm's affine folded into the linear weights.
+    # phi(t) = exp(t w^T - |t|^2 / 2) / sqrt(m). The exponent is at most |w_i|^2 / 2 = 16 for the official w, so float32
+    # is safe; the float16 denominator with its 1e-8 epsilon is what made the official layer NaN under AMP. The
+    # 1 / sqrt(m) of phi(q) and phi(k) cancels between numerator and denominator except against eps: it moves onto eps.
+    wt = w.t()
+    qp = torch.exp(q @ wt - 0.5 * (q * q).sum(dim=-1, keepdim=True))  # B, T, M
+    kp = torch.exp(k @ wt - 0.5 * (k * k).sum(dim=-1, keepdim=True))
+    denom = qp @ kp.sum(dim=1).unsqueeze(-1)  # B, T, 1
+    # proj(a @ kv) = a @ (kv @ W^T) + b: the projection runs on the M rows of phi(k)^T v instead of on all T tokens.
+    kv_proj = (kp.transpose(1, 2) @ v) @ proj_weight.t()  # B, M, E
+    # Normalise phi(q) (M wide) rather than the output (E wide): half the division.
+    return torch.baddbmm(proj_bias, qp / (denom + eps * w.shape[0]), kv_proj)
 
-    The same function, but when `x` needs no gradient (the image patches entering the first T2T layer) autograd keeps
-    nothing of the norm, only the linear's input: 30 MB less training memory at batch 16, and no gradient is
-    computed for the 147-wide patches. Without autograd it is the plain composition.
+
+@register_notrace_function  # an FX leaf: `torch.autocast` needs the concrete device type that proxies lack
+def performer_attention(
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        w: torch.Tensor,
+        eps: float,
+        proj_weight: torch.Tensor,
+        proj_bias: torch.Tensor,
+) -> torch.Tensor:
+    """Linear attention with positive orthogonal random features (the T2T Performer), projected, in float32.
 
     Args:
-        x: Tokens (..., C).
-        norm_weight: LayerNorm weight (C).
-        norm_bias: LayerNorm bias (C).
-        norm_eps: LayerNorm epsilon.
-        weight: Linear weight (out, C).
-        bias: Linear bias (out), or None.
-        patch_kernel: If > 0, `x` holds `soft_split_kernel_major` patches of this kernel size; the norm and linear
-            weights, in `nn.Unfold`'s column order as stored, are reordered to read them.
+        q: Queries (B, T, E).
+        k: Keys (B, T, E).
+        v: Values (B, T, E).
+        w: Random feature matrix (M, E).
+        eps: Added to the normaliser, as in the official code.
+        proj_weight: Weight (E_out, E) of the output projection.
+        proj_bias: Its bias (E_out).
 
     Returns:
-        (..., out).
+        `proj(phi(q) (phi(k)^T v) / (phi(q) . sum_t phi(k_t) + eps))` of shape (B, T, E_out), in the dtype of `v`,
+        computed in float32 with autocast off whatever the input dtype.
     """
-    if patch_kernel > 0:
-        norm_weight = kernel_major_columns(norm_weight, patch_kernel)
-        norm_bias = kernel_major_columns(norm_bias, patch_kernel)
-        weight = kernel_major_columns(weight, patch_kernel)
-    if not torch.is_grad_enabled():
-        # Nothing to keep: the plain composition, whose Linear needs no bias pass when it has no bias of its own.
-        return F.linear(F.layer_norm(x, norm_weight.shape, norm_weight, norm_bias, norm_eps), weight, bias)
-    fused_bias = weight @ norm_bias
-    if bias is not None:
-        fused_bias = fused_bias + bias
-    # A unit weight gives the same values as none, but PyTorch's CPU LayerNorm without a weight takes a slow path:
-    # 2x slower forward, 1.5-2x slower forward + backward on these 147- and 576-wide patches.
-    unit_weight = torch.ones_like(norm_weight)
-    return F.linear(F.layer_norm(x, norm_weight.shape, unit_weight, None, norm_eps), weight * norm_weight, fused_bias)
-
-
-@register_notrace_module  # an FX leaf, like nn.Dropout: its forward branches on the device
-class BoolMaskDropout(nn.Dropout):
-    """`nn.Dropout` that keeps a 1-byte mask for backward on CPU.
-
-    PyTorch's CPU dropout keeps a float mask the size of its input and draws it with a slow `bernoulli_`; on the stem's
-    3136-token maps, where the official model always drops 10 %, that is 4x the memory and twice the time of a bool
-    mask (`bernoulli_keep_mask`). Same distribution and scaling. Other devices already run a fused kernel with a bool
-    mask.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.:
-            return x
-        if x.device.type != 'cpu' or self.p == 1.:
-            return F.dropout(x, self.p, True, self.inplace)
-        if torch.jit.is_scripting():
-            return x.mul(torch.rand(x.shape, device=x.device) >= self.p).mul_(1. / (1. - self.p))
-        return apply_keep_mask(x, bernoulli_keep_mask(list(x.shape), self.p), 1. / (1. - self.p))
+    args = [t.float() for t in (q, k, v, w, proj_weight, proj_bias)]
+    if torch.jit.is_scripting():  # TorchScript has no autocast context
+        return _performer_attention(args[0], args[1], args[2], args[3], eps, args[4], args[5]).to(v.dtype)
+    device_type = 'cpu' if q.device.type == 'meta' else q.device.type  # autocast has no `meta` device
+    with torch.autocast(device_type=device_type, enabled=False):
+        return _performer_attention(*args[:4], eps, *args[4:]).to(v.dtype)
 
 
 class TokenPerformer(nn.Module):
@@ -343,6 +211,7 @@ class TokenPerformer(nn.Module):
             proj_drop: float = 0.1,
             mlp_drop: float = 0.1,
             act_layer: Type[nn.Module] = nn.GELU,
+            patch_size: int = 0,
             device: Optional[torch.device] = None,
             dtype: Optional[torch.dtype] = None,
     ) -> None:
@@ -354,22 +223,24 @@ class TokenPerformer(nn.Module):
             proj_drop: Dropout after the attention projection.
             mlp_drop: Dropout after the MLP.
             act_layer: MLP activation.
+            patch_size: Kernel of the `soft_split` patches this layer reads (its norm1 and kqv weights are stored in
+                `nn.Unfold`'s column order); 0 for plain tokens.
             device: Factory device.
             dtype: Factory dtype.
         """
         super().__init__()
         dd = {'device': device, 'dtype': dtype}
         self.dim_out = dim_out
+        self.patch_size = patch_size
         self.num_features = int(dim_out * kernel_ratio)
         self.eps = 1e-8
         self.norm1 = nn.LayerNorm(dim, **dd)
         # NOTE output split order is k, q, v (official); the q, k, v order changes logits.
         self.kqv = nn.Linear(dim, 3 * dim_out, **dd)
         self.proj = nn.Linear(dim_out, dim_out, **dd)
-        self.proj_drop = BoolMaskDropout(proj_drop)
+        self.proj_drop = nn.Dropout(proj_drop)
         self.norm2 = nn.LayerNorm(dim_out, **dd)
-        self.mlp = GeluRecomputeMlp(dim_out, dim_out, act_layer=act_layer, **dd)
-        self.mlp.drop2 = BoolMaskDropout(mlp_drop)  # timm's Mlp takes no dropout class
+        self.mlp = Mlp(dim_out, dim_out, act_layer=act_layer, drop=(0., mlp_drop), **dd)  # dropout after fc2 only
         # Random features are fixed during training but averaged by EMA in the released weights: a buffer that loads
         # from the checkpoint, never resampled.
         self.register_buffer('w', torch.empty(self.num_features, dim_out, **dd), persistent=True)
@@ -383,57 +254,15 @@ class TokenPerformer(nn.Module):
             w = torch.randn(self.w.shape, device=self.w.device, dtype=torch.float32)
             self.w.copy_(nn.init.orthogonal_(w) * math.sqrt(self.num_features))
 
-    def forward(self, x: torch.Tensor, patch_kernel: int = 0) -> torch.Tensor:
-        """Tokens (B, T, dim) -> (B, T, dim_out); `patch_kernel` > 0: `x` holds kernel-major patches of that size."""
-        kqv = layer_norm_linear(
-            x, self.norm1.weight, self.norm1.bias, self.norm1.eps, self.kqv.weight, self.kqv.bias, patch_kernel)
-        if not torch.jit.is_scripting() and self._attention_own_backward(kqv):
-            x = self._attention_residual(kqv)
-        elif not torch.jit.is_scripting() and self._accumulates(kqv):
-            # Eval mode without autograd: the attention GEMM accumulates into `v + proj.bias` and fc2 into that (as
-            # `ResidualAccumulateBlock` does): two fresh (B, T, dim_out) tensors and two passes fewer.
-            k, q, v = kqv.split(self.dim_out, dim=-1)
-            x = performer_attention_fp32(q, k, v, self.w, self.eps, self.proj.weight, self.proj.bias, shortcut=v)
-            return accumulate_mlp(x, self.norm2, self.mlp)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Tokens (B, T, dim) -> (B, T, dim_out)."""
+        if self.patch_size > 0:
+            kqv = patch_norm_linear(x, self.norm1, self.kqv, self.patch_size)
         else:
-            k, q, v = kqv.split(self.dim_out, dim=-1)
-            if torch.jit.is_scripting():
-                y = performer_attention(q, k, v, self.w, self.eps, self.proj.weight, self.proj.bias)
-            else:
-                y = performer_attention_fp32(q, k, v, self.w, self.eps, self.proj.weight, self.proj.bias)
-            x = v + self.proj_drop(y)
-        x = x + self.mlp(self.norm2(x))
-        return x
-
-    @torch.jit.unused
-    def _attention_own_backward(self, kqv: torch.Tensor) -> bool:
-        """Whether the attention and its shortcut run as `performer_residual`: autograd records eagerly (inductor
-        derives its own fused backward under `torch.compile`) on a float32 CPU tensor without autocast (the path
-        measured; elsewhere autograd's graph of `performer_attention_fp32`), the features need no gradient, and the
-        dropout is a plain `BoolMaskDropout` that no hook (its own or a global one) would see skipped."""
-        drop = self.proj_drop
-        hooks = nn.modules.module
-        hooked = bool(drop._forward_hooks or drop._forward_pre_hooks or drop._backward_hooks
-                      or drop._backward_pre_hooks or hooks._global_forward_hooks
-                      or hooks._global_forward_pre_hooks or hooks._global_backward_hooks
-                      or hooks._global_backward_pre_hooks)
-        return (records_grad(kqv) and not torch.compiler.is_compiling()
-                and kqv.device.type == 'cpu' and kqv.dtype == torch.float32
-                and not torch.is_autocast_enabled('cpu') and not self.w.requires_grad
-                and type(drop) is BoolMaskDropout and drop.p < 1. and not hooked)
-
-    @torch.jit.unused
-    def _accumulates(self, kqv: torch.Tensor) -> bool:
-        """Whether the attention and the MLP may accumulate into the shortcut (`accumulates_residual`)."""
-        return accumulates_residual(kqv, self, (self.proj_drop,))
-
-    @torch.jit.unused
-    def _attention_residual(self, kqv: torch.Tensor) -> torch.Tensor:
-        """`v + proj_drop(attention)` through `performer_residual`, the dropout mask drawn as `BoolMaskDropout` draws
-        it."""
-        p = self.proj_drop.p if self.proj_drop.training else 0.
-        keep = bernoulli_keep_mask(list(kqv.shape[:-1]) + [self.dim_out], p) if p > 0. else None
-        return performer_residual(kqv, self.w, self.eps, self.proj.weight, self.proj.bias, keep, 1. / (1. - p))
+            kqv = self.kqv(self.norm1(x))
+        k, q, v = kqv.split(self.dim_out, dim=-1)
+        x = v + self.proj_drop(performer_attention(q, k, v, self.w, self.eps, self.proj.weight, self.proj.bias))
+        return x + self.mlp(self.norm2(x))
 
 
 class TokenAttention(nn.Module):
@@ -479,11 +308,6 @@ class TokenAttention(nn.Module):
 
     def attend(self, qkv: torch.Tensor) -> torch.Tensor:
         """The layer after its qkv projection: `qkv` (B, T, 3 * dim_out) -> (B, T, dim_out)."""
-        v, y = self.attend_unprojected(qkv)
-        return v + self.proj_drop(self.proj(y))
-
-    def attend_unprojected(self, qkv: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """`qkv` (B, T, 3 * dim_out) -> (v, attention output before `proj`), each (B, T, dim_out)."""
         q, k, v = qkv.unflatten(-1, (3, self.dim_out)).unbind(-2)
         if self.fused_attn:
             # As one explicit head (B, 1, T, E): ONNX export supports only 4-D SDPA inputs; same kernel and numbers.
@@ -496,7 +320,7 @@ class TokenAttention(nn.Module):
             attn = (q * self.scale) @ k.transpose(-2, -1)
             attn = self.attn_drop(attn.softmax(dim=-1))
             y = attn @ v
-        return v, y
+        return v + self.proj_drop(self.proj(y))
 
 
 class TokenTransformer(nn.Module):
@@ -508,6 +332,7 @@ class TokenTransformer(nn.Module):
             dim_out: int = 64,
             mlp_ratio: float = 1.,
             act_layer: Type[nn.Module] = nn.GELU,
+            patch_size: int = 0,
             device: Optional[torch.device] = None,
             dtype: Optional[torch.dtype] = None,
     ) -> None:
@@ -517,40 +342,26 @@ class TokenTransformer(nn.Module):
             dim_out: Output token width.
             mlp_ratio: MLP hidden width as a multiple of `dim_out`.
             act_layer: MLP activation.
+            patch_size: Kernel of the `soft_split` patches this layer reads (its norm1 and qkv weights are stored in
+                `nn.Unfold`'s column order); 0 for plain tokens.
             device: Factory device.
             dtype: Factory dtype.
         """
         super().__init__()
         dd = {'device': device, 'dtype': dtype}
+        self.patch_size = patch_size
         self.norm1 = nn.LayerNorm(dim, **dd)
         self.attn = TokenAttention(dim, dim_out, **dd)
         self.norm2 = nn.LayerNorm(dim_out, **dd)
-        self.mlp = GeluRecomputeMlp(dim_out, int(dim_out * mlp_ratio), act_layer=act_layer, **dd)
+        self.mlp = Mlp(dim_out, int(dim_out * mlp_ratio), act_layer=act_layer, **dd)
 
-    def forward(self, x: torch.Tensor, patch_kernel: int = 0) -> torch.Tensor:
-        """Tokens (B, T, dim) -> (B, T, dim_out); `patch_kernel` > 0: `x` holds kernel-major patches of that size."""
-        qkv = layer_norm_linear(
-            x, self.norm1.weight, self.norm1.bias, self.norm1.eps, self.attn.qkv.weight, self.attn.qkv.bias,
-            patch_kernel)
-        if not torch.jit.is_scripting() and self._accumulates(qkv):
-            return self._forward_accumulate(qkv)
-        x = self.attn.attend(qkv)
-        x = x + self.mlp(self.norm2(x))
-        return x
-
-    @torch.jit.unused
-    def _accumulates(self, qkv: torch.Tensor) -> bool:
-        """Whether the attention and the MLP may accumulate into the shortcut (`accumulates_residual`)."""
-        return accumulates_residual(qkv, self, (self.attn.proj, self.attn.proj_drop))
-
-    @torch.jit.unused
-    def _forward_accumulate(self, qkv: torch.Tensor) -> torch.Tensor:
-        # Eval mode without autograd: `proj` accumulates into `v + proj.bias` and fc2 into that (as
-        # `ResidualAccumulateBlock` does): two fresh (B, T, dim_out) tensors and two passes fewer.
-        proj = self.attn.proj
-        v, y = self.attn.attend_unprojected(qkv)
-        x = accumulate_linear(start_residual(v, proj.bias), y, proj, with_bias=False)
-        return accumulate_mlp(x, self.norm2, self.mlp)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Tokens (B, T, dim) -> (B, T, dim_out)."""
+        if self.patch_size > 0:
+            x = self.attn.attend(patch_norm_linear(x, self.norm1, self.attn.qkv, self.patch_size))
+        else:
+            x = self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
 
 
 class TokensToToken(nn.Module):
@@ -592,15 +403,12 @@ class TokensToToken(nn.Module):
             raise ValueError(f"t2t_layer must be 'performer' or 'transformer', got {t2t_layer!r}")
         self.t2t_layer = t2t_layer
         self.in_chans = in_chans
-        self.token_dim = token_dim
         # An attribute, not the global, inside forward: TorchScript cannot read a global tuple of tuples.
         self.soft_splits = SOFT_SPLITS
         (k0, _, _), (k1, _, _), (k2, _, _) = SOFT_SPLITS
-        self.attn1 = layer(in_chans * k0 * k0, token_dim, act_layer=act_layer, **dd)
-        self.attn2 = layer(token_dim * k1 * k1, token_dim, act_layer=act_layer, **dd)
+        self.attn1 = layer(in_chans * k0 * k0, token_dim, act_layer=act_layer, patch_size=k0, **dd)
+        self.attn2 = layer(token_dim * k1 * k1, token_dim, act_layer=act_layer, patch_size=k1, **dd)
         self.proj = nn.Linear(token_dim * k2 * k2, embed_dim, **dd)
-        # Batch chunk of the stem in inference without autograd (0: whole batches), see `forward`.
-        self.inference_chunk_size = 4
         self.grad_checkpointing = False  # set by T2TViT.set_grad_checkpointing
         self.set_input_size(img_size)
 
@@ -610,12 +418,11 @@ class TokensToToken(nn.Module):
         self.grid_size = self.dynamic_feat_size(self.img_size)
         self.num_patches = self.grid_size[0] * self.grid_size[1]
 
-    @staticmethod
-    def dynamic_feat_size(img_size: Tuple[int, int], stage: int = 2) -> Tuple[int, int]:
+    def dynamic_feat_size(self, img_size: Tuple[int, int], stage: int = 2) -> Tuple[int, int]:
         """Token grid (H, W) after soft split `stage` (0, 1 or 2) for an input of `img_size`."""
         h, w = img_size[0], img_size[1]
         for i in range(stage + 1):
-            k, s, p = SOFT_SPLITS[i]
+            k, s, p = self.soft_splits[i]
             h, w = soft_split_size(h, k, s, p), soft_split_size(w, k, s, p)
         return h, w
 
@@ -623,48 +430,22 @@ class TokensToToken(nn.Module):
         """Total stride of the final token grid (16)."""
         return 16 if as_scalar else (16, 16)
 
-    def _split(self, x: torch.Tensor, stage: int, channels_last: bool = True) -> torch.Tensor:
-        """Soft split `stage` (0 or 1) of a map -> kernel-major patches (B, H', W', k * k * C).
-
-        In eager mode one copy of strided views (`soft_split_kernel_major`, reading along the channels); while
-        exporting gathers of contiguous runs (`soft_split_gather`, `soft_split_gather_rows`), which runtimes run as a
-        few copies.
-        """
+    def _t2t_step(self, x: torch.Tensor, stage: int) -> torch.Tensor:
+        """Map (B, H, W, C) -> soft split `stage` and its T2T layer -> map (B, H', W', token_dim), channels-last."""
         k, s, p = self.soft_splits[stage]
-        if not channels_last:
-            x = x.permute(0, 2, 3, 1)  # a view: the split's copy reads it in place
-        if not torch.jit.is_scripting() and is_exporting():
-            channels = self.in_chans if stage == 0 else self.token_dim  # ints: no traced size in a Python branch
-            if channels < GATHER_MIN_CHANNELS:
-                return soft_split_gather_rows(x, k, s, p)
-            return soft_split_gather(x, k, s, p)
-        return soft_split_kernel_major(x, k, s, p)
-
-    def _attn1_map(self, x: torch.Tensor) -> torch.Tensor:
-        """Images (B, C, H, W) -> first soft split and T2T layer -> token map (B, H / 4, W / 4, token_dim)."""
-        x = self._split(x, 0, channels_last=False)
-        H, W = x.shape[1], x.shape[2]
-        # no reshape names the batch size: it stays symbolic in traced exports
-        x = self.attn1(x.flatten(1, 2), patch_kernel=self.soft_splits[0][0])
-        return x.reshape(-1, H, W, x.shape[-1])
-
-    def _attn2_map(self, x: torch.Tensor) -> torch.Tensor:
-        """Token map (B, H, W, token_dim) -> second soft split and T2T layer -> (B, H / 2, W / 2, token_dim)."""
-        x = self._split(x, 1)
-        H, W = x.shape[1], x.shape[2]
-        x = self.attn2(x.flatten(1, 2), patch_kernel=self.soft_splits[1][0])
+        H, W = soft_split_size(x.shape[1], k, s, p), soft_split_size(x.shape[2], k, s, p)
+        x = soft_split(x, k, s, p)
+        x = self.attn1(x) if stage == 0 else self.attn2(x)
         return x.reshape(-1, H, W, x.shape[-1])
 
     def _project(self, x: torch.Tensor) -> torch.Tensor:
         """Token map (B, H, W, token_dim) -> last soft split and projection -> tokens (B, H * W / 4, embed_dim)."""
         k, s, p = self.soft_splits[2]
         # A soft split followed by a Linear is a convolution with the Linear's weight (its columns are in the split's
-        # c * k * k order), so `proj` runs as one: no 576-wide patches, one Conv in exported graphs, and as fast or
-        # faster on CPU (with a 256-wide projection 1.2x in inference, 2x in training at batch 8). Same products,
-        # summed in another order (float32 rounding).
+        # c * k * k order): one Conv, and no 576-wide patch tensor. Same products, summed in another order.
         weight = self.proj.weight.reshape(self.proj.out_features, -1, k, k)
         x = F.conv2d(x.permute(0, 3, 1, 2), weight, self.proj.bias, stride=s, padding=p)
-        return x.flatten(2).transpose(1, 2)  # contiguous where the Conv keeps the input's channels-last layout (CPU)
+        return x.flatten(2).transpose(1, 2)
 
     def forward_maps(self, x: torch.Tensor) -> Tuple[torch.Tensor, List[torch.Tensor]]:
         """Run the stem and keep the T2T layers' token maps.
@@ -676,30 +457,18 @@ class TokensToToken(nn.Module):
             Tokens (B, N, embed_dim), and the two token maps (B, H / 4, W / 4, token_dim) and
             (B, H / 8, W / 8, token_dim), channels-last.
         """
-        if self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting():
-            # Each T2T step keeps only its input map for backward (the image, then 56 x 56 x token_dim), and recomputes
-            # its soft split and T2T layer. The projection, a Conv, keeps only its input (28 x 28 x token_dim) anyway.
-            map1 = checkpoint(self._attn1_map, x)
-            map2 = checkpoint(self._attn2_map, map1)
-            x = self._project(map2)
+        x = x.permute(0, 2, 3, 1)  # a view: the first split gathers from it
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            # Each T2T step keeps only its input map for backward and recomputes its split and layer.
+            map1 = checkpoint(self._t2t_step, x, 0)
+            map2 = checkpoint(self._t2t_step, map1, 1)
         else:
-            map1 = self._attn1_map(x)
-            map2 = self._attn2_map(map1)
-            x = self._project(map2)
-        return x, [map1, map2]
+            map1 = self._t2t_step(x, 0)
+            map2 = self._t2t_step(map1, 1)
+        return self._project(map2), [map1, map2]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Tokens (B, N, embed_dim) of images (B, C, H, W)."""
-        chunk = self.inference_chunk_size
-        if chunk > 0 and not torch.is_grad_enabled() and not torch.jit.is_scripting() and not is_tracing() \
-                and x.shape[0] > chunk:
-            # Without autograd, the T2T layers take `chunk` images at a time: a chunk's 3136-token maps stay in
-            # cache between the layers' ops, and its temporaries are small enough for the allocator to recycle
-            # rather than fresh pages from the OS (stem at batch 32: 1.4x faster in chunks of 4 than of 8, at batch
-            # 8 1.3x than whole). The projection takes the whole batch: its input is small, and its GEMM runs better
-            # on more rows. Same values.
-            map2 = torch.cat([self._attn2_map(self._attn1_map(c)) for c in x.split(chunk)])
-            return self._project(map2)
         return self.forward_maps(x)[0]
 
 
@@ -791,7 +560,7 @@ class T2TViT(nn.Module):
 
         dpr = [x.item() for x in torch.linspace(0, drop_path_rate, depth, device='cpu')]
         self.blocks = nn.Sequential(*[
-            ResidualAccumulateBlock(  # timm's Block, its residual adds fused into the Linears without autograd
+            Block(
                 dim=embed_dim,
                 num_heads=num_heads,
                 mlp_ratio=mlp_ratio,
@@ -801,8 +570,6 @@ class T2TViT(nn.Module):
                 drop_path=dpr[i],
                 norm_layer=nn.LayerNorm,  # eps 1e-5 as in the official model (timm's ViT uses 1e-6)
                 act_layer=nn.GELU,
-                mlp_layer=GeluRecomputeMlp,  # timm's Mlp, keeping half the hidden activations for backward
-                attn_layer=SplitHeadsAttention,  # timm's Attention, one gradient copy fewer in backward
                 **dd,
             )
             for i in range(depth)])
@@ -932,17 +699,6 @@ class T2TViT(nn.Module):
         k, s, p = self.patch_embed.soft_splits[2]
         return soft_split_size(map2.shape[1], k, s, p), soft_split_size(map2.shape[2], k, s, p)
 
-    def _input_token_grid(self, x: torch.Tensor) -> Tuple[int, int]:
-        """Backbone token grid (H, W) of images x (B, C, H, W), through the three soft splits."""
-        # `TokensToToken.dynamic_feat_size` computes the same, but TorchScript cannot compile its loop over the
-        # module-level SOFT_SPLITS tuple; the instance attribute scripts.
-        h, w = x.shape[-2], x.shape[-1]
-        splits = self.patch_embed.soft_splits
-        for i in range(3):
-            k, s, p = splits[i]
-            h, w = soft_split_size(h, k, s, p), soft_split_size(w, k, s, p)
-        return h, w
-
     def forward_intermediates(
             self,
             x: torch.Tensor,
@@ -1032,8 +788,8 @@ class T2TViT(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Tokens (B, 1 + N, embed_dim) after the final norm, class token first."""
-        H, W = self._input_token_grid(x)
-        x = self._pos_embed(self.patch_embed(x), (H, W))
+        grid = self.patch_embed.dynamic_feat_size((x.shape[-2], x.shape[-1]))
+        x = self._pos_embed(self.patch_embed(x), grid)
         if self.grad_checkpointing and not torch.jit.is_scripting():
             x = checkpoint_seq(self.blocks, x)
         else:
@@ -1238,7 +994,9 @@ def _create_t2t_vit(variant: str, pretrained: bool = False, **kwargs: Any) -> T2
 
     if not pretrained:
         return build(False, **kwargs)
-    # The Hub first, through timm's loader; the official release file when the Hub has no repo for the tag.
+    # The Hub first, through timm's loader; the official release file when the Hub has no repo for the tag. Imported
+    # here: the weights package builds on this module, not the other way round.
+    from ..weights.pretrained import build_pretrained
     return build_pretrained(build, variant, checkpoint_filter_fn, **kwargs)
 
 
