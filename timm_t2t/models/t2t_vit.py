@@ -82,12 +82,11 @@ def soft_split_size(size: int, kernel_size: int, stride: int, padding: int) -> i
 def soft_split(x: torch.Tensor, kernel_size: int, stride: int, padding: int) -> torch.Tensor:
     """Overlapping patches of a channels-last map: the values of `nn.Unfold`, each patch flattened kernel-major.
 
-    One gather of each patch position's C contiguous channels from the padded map, in every mode: exported it is a Pad
-    and one Gather. Against `nn.Unfold` (channel-major columns) and strided views (which the TorchScript ONNX exporter
-    cannot export with a dynamic batch), it was the fastest form of the token-map split in eager forward and backward,
-    ONNX Runtime and OpenVINO, and on the 3-channel image within a few percent of the best of each (see
-    benchmarks/README.md). Column `(i * k + j) * C + c` holds what `nn.Unfold`'s column `c * k * k + i * k + j` holds;
-    `kernel_major` reorders the weights that read the patches.
+    One gather of each patch position's C contiguous channels from the padded map, in every mode (exported: a Pad and
+    one Gather). Compared with `nn.Unfold` and strided views (which the TorchScript ONNX exporter cannot export with a
+    dynamic batch) in eager forward and backward, ONNX Runtime and OpenVINO, it was the fastest on the token maps and
+    close to the best on the image (benchmarks/README.md). Column `(i * k + j) * C + c` holds `nn.Unfold`'s column
+    `c * k * k + i * k + j`; `kernel_major` reorders the weights that read the patches.
 
     Args:
         x: Map of shape (B, H, W, C), any strides.
@@ -111,23 +110,20 @@ def soft_split(x: torch.Tensor, kernel_size: int, stride: int, padding: int) -> 
 
 def kernel_major(t: torch.Tensor, kernel_size: int) -> torch.Tensor:
     """Reorder the last dim of a weight that reads `nn.Unfold` patches (`c * k * k + i * k + j`, the checkpoints'
-    layout) to read `soft_split` patches (`(i * k + j) * C + c`). A LayerNorm's weight or bias, or a Linear's weight."""
+    layout) to read `soft_split` patches (`(i * k + j) * C + c`)."""
     return t.unflatten(-1, (-1, kernel_size * kernel_size)).transpose(-1, -2).flatten(-2)
 
 
 def patch_norm_linear(x: torch.Tensor, norm: nn.LayerNorm, linear: nn.Linear, kernel_size: int) -> torch.Tensor:
     """`linear(norm(x))` on `soft_split` patches, with the stored weights reordered to read them (a permutation of a
     LayerNorm's inputs permutes only its affine)."""
-    x = F.layer_norm(
-        x, norm.normalized_shape, kernel_major(norm.weight, kernel_size), kernel_major(norm.bias, kernel_size), norm.eps)
+    norm_weight, norm_bias = kernel_major(norm.weight, kernel_size), kernel_major(norm.bias, kernel_size)
+    x = F.layer_norm(x, norm.normalized_shape, norm_weight, norm_bias, norm.eps)
     return F.linear(x, kernel_major(linear.weight, kernel_size), linear.bias)
 
 
 def sinusoid_pos_embed(
-        num_positions: int,
-        dim: int,
-        device: Optional[torch.device] = None,
-        dtype: Optional[torch.dtype] = None,
+        num_positions: int, dim: int, device: Optional[torch.device] = None, dtype: Optional[torch.dtype] = None,
 ) -> torch.Tensor:
     """The official 1-D sinusoid position table, shape (1, num_positions, dim).
 
@@ -142,14 +138,8 @@ def sinusoid_pos_embed(
 
 
 def _performer_attention(
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        w: torch.Tensor,
-        eps: float,
-        proj_weight: torch.Tensor,
-        proj_bias: torch.Tensor,
-) -> torch.Tensor:
+        q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, w: torch.Tensor, eps: float, proj_weight: torch.Tensor,
+        proj_bias: torch.Tensor) -> torch.Tensor:
     # phi(t) = exp(t w^T - |t|^2 / 2) / sqrt(m). The exponent is at most |w_i|^2 / 2 = 16 for the official w, so float32
     # is safe; the float16 denominator with its 1e-8 epsilon is what made the official layer NaN under AMP. The
     # 1 / sqrt(m) of phi(q) and phi(k) cancels between numerator and denominator except against eps: it moves onto eps.
@@ -165,15 +155,10 @@ def _performer_attention(
 
 @register_notrace_function  # an FX leaf: `torch.autocast` needs the concrete device type that proxies lack
 def performer_attention(
-        q: torch.Tensor,
-        k: torch.Tensor,
-        v: torch.Tensor,
-        w: torch.Tensor,
-        eps: float,
-        proj_weight: torch.Tensor,
-        proj_bias: torch.Tensor,
-) -> torch.Tensor:
-    """Linear attention with positive orthogonal random features (the T2T Performer), projected, in float32.
+        q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, w: torch.Tensor, eps: float, proj_weight: torch.Tensor,
+        proj_bias: torch.Tensor) -> torch.Tensor:
+    """Linear attention with positive orthogonal random features (the T2T Performer), projected, in float32 with
+    autocast off whatever the input dtype.
 
     Args:
         q: Queries (B, T, E).
@@ -185,8 +170,7 @@ def performer_attention(
         proj_bias: Its bias (E_out).
 
     Returns:
-        `proj(phi(q) (phi(k)^T v) / (phi(q) . sum_t phi(k_t) + eps))` of shape (B, T, E_out), in the dtype of `v`,
-        computed in float32 with autocast off whatever the input dtype.
+        `proj(phi(q) (phi(k)^T v) / (phi(q) . sum_t phi(k_t) + eps))` of shape (B, T, E_out), in the dtype of `v`.
     """
     args = [t.float() for t in (q, k, v, w, proj_weight, proj_bias)]
     if torch.jit.is_scripting():  # TorchScript has no autocast context
@@ -211,7 +195,7 @@ class TokenPerformer(nn.Module):
             proj_drop: float = 0.1,
             mlp_drop: float = 0.1,
             act_layer: Type[nn.Module] = nn.GELU,
-            patch_size: int = 0,
+            patch_size: int = 3,
             device: Optional[torch.device] = None,
             dtype: Optional[torch.dtype] = None,
     ) -> None:
@@ -223,8 +207,8 @@ class TokenPerformer(nn.Module):
             proj_drop: Dropout after the attention projection.
             mlp_drop: Dropout after the MLP.
             act_layer: MLP activation.
-            patch_size: Kernel of the `soft_split` patches this layer reads (its norm1 and kqv weights are stored in
-                `nn.Unfold`'s column order); 0 for plain tokens.
+            patch_size: Kernel of the `soft_split` patches it reads (norm1 and kqv weights are stored in `nn.Unfold`'s
+                column order, as in the official checkpoints).
             device: Factory device.
             dtype: Factory dtype.
         """
@@ -255,12 +239,8 @@ class TokenPerformer(nn.Module):
             self.w.copy_(nn.init.orthogonal_(w) * math.sqrt(self.num_features))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Tokens (B, T, dim) -> (B, T, dim_out)."""
-        if self.patch_size > 0:
-            kqv = patch_norm_linear(x, self.norm1, self.kqv, self.patch_size)
-        else:
-            kqv = self.kqv(self.norm1(x))
-        k, q, v = kqv.split(self.dim_out, dim=-1)
+        """`soft_split` patches (B, T, dim) -> tokens (B, T, dim_out)."""
+        k, q, v = patch_norm_linear(x, self.norm1, self.kqv, self.patch_size).split(self.dim_out, dim=-1)
         x = v + self.proj_drop(performer_attention(q, k, v, self.w, self.eps, self.proj.weight, self.proj.bias))
         return x + self.mlp(self.norm2(x))
 
@@ -332,7 +312,7 @@ class TokenTransformer(nn.Module):
             dim_out: int = 64,
             mlp_ratio: float = 1.,
             act_layer: Type[nn.Module] = nn.GELU,
-            patch_size: int = 0,
+            patch_size: int = 3,
             device: Optional[torch.device] = None,
             dtype: Optional[torch.dtype] = None,
     ) -> None:
@@ -342,8 +322,8 @@ class TokenTransformer(nn.Module):
             dim_out: Output token width.
             mlp_ratio: MLP hidden width as a multiple of `dim_out`.
             act_layer: MLP activation.
-            patch_size: Kernel of the `soft_split` patches this layer reads (its norm1 and qkv weights are stored in
-                `nn.Unfold`'s column order); 0 for plain tokens.
+            patch_size: Kernel of the `soft_split` patches it reads (norm1 and qkv weights are stored in `nn.Unfold`'s
+                column order, as in the official checkpoints).
             device: Factory device.
             dtype: Factory dtype.
         """
@@ -356,11 +336,8 @@ class TokenTransformer(nn.Module):
         self.mlp = Mlp(dim_out, int(dim_out * mlp_ratio), act_layer=act_layer, **dd)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Tokens (B, T, dim) -> (B, T, dim_out)."""
-        if self.patch_size > 0:
-            x = self.attn.attend(patch_norm_linear(x, self.norm1, self.attn.qkv, self.patch_size))
-        else:
-            x = self.attn(self.norm1(x))
+        """`soft_split` patches (B, T, dim) -> tokens (B, T, dim_out)."""
+        x = self.attn.attend(patch_norm_linear(x, self.norm1, self.attn.qkv, self.patch_size))
         return x + self.mlp(self.norm2(x))
 
 
@@ -448,15 +425,8 @@ class TokensToToken(nn.Module):
         return x.flatten(2).transpose(1, 2)
 
     def forward_maps(self, x: torch.Tensor) -> Tuple[torch.Tensor, List[torch.Tensor]]:
-        """Run the stem and keep the T2T layers' token maps.
-
-        Args:
-            x: Images (B, C, H, W).
-
-        Returns:
-            Tokens (B, N, embed_dim), and the two token maps (B, H / 4, W / 4, token_dim) and
-            (B, H / 8, W / 8, token_dim), channels-last.
-        """
+        """Images (B, C, H, W) -> tokens (B, N, embed_dim), and the T2T layers' token maps (B, H / 4, W / 4, token_dim)
+        and (B, H / 8, W / 8, token_dim), channels-last."""
         x = x.permute(0, 2, 3, 1)  # a view: the first split gathers from it
         if self.grad_checkpointing and not torch.jit.is_scripting():
             # Each T2T step keeps only its input map for backward and recomputes its split and layer.
@@ -540,22 +510,11 @@ class T2TViT(nn.Module):
         self.dynamic_img_size = dynamic_img_size
         self.grad_checkpointing = False
 
-        self.patch_embed = TokensToToken(
-            img_size=img_size,
-            in_chans=in_chans,
-            embed_dim=embed_dim,
-            t2t_layer=t2t_layer,
-            token_dim=token_dim,
-            **dd,
-        )
+        self.patch_embed = TokensToToken(img_size, in_chans, embed_dim, t2t_layer, token_dim, **dd)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim, **dd))
         # A fixed sinusoid table in the official model, but drifted by EMA in the released weights: a buffer, so
         # it loads from checkpoints and gets no gradient or weight decay.
-        self.register_buffer(
-            'pos_embed',
-            torch.empty(1, self.patch_embed.num_patches + 1, embed_dim, **dd),
-            persistent=True,
-        )
+        self.register_buffer('pos_embed', torch.empty(1, self.patch_embed.num_patches + 1, embed_dim, **dd))
         self.pos_drop = nn.Dropout(pos_drop_rate)
 
         dpr = [x.item() for x in torch.linspace(0, drop_path_rate, depth, device='cpu')]
@@ -611,10 +570,8 @@ class T2TViT(nn.Module):
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:
-        return dict(
-            stem=r'^cls_token|^pos_embed|^patch_embed',
-            blocks=[(r'^blocks\.(\d+)', None), (r'^norm', (99999,))],
-        )
+        blocks = [(r'^blocks\.(\d+)', None), (r'^norm', (99999,))]
+        return dict(stem=r'^cls_token|^pos_embed|^patch_embed', blocks=blocks)
 
     @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:
@@ -641,14 +598,13 @@ class T2TViT(nn.Module):
             if global_pool not in ('', 'avg', 'token'):
                 raise ValueError(f"global_pool must be 'token', 'avg' or '', got {global_pool!r}")
             self.global_pool = global_pool
+        dd = get_device_dtype(self)
+        self.head = nn.Identity()
         if num_classes > 0:
-            self.head = nn.Linear(self.embed_dim, num_classes, **get_device_dtype(self)).train(self.training)
-        else:
-            self.head = nn.Identity()
+            self.head = nn.Linear(self.embed_dim, num_classes, **dd).train(self.training)
+        self.aux_head = None
         if self.use_aux_head and num_classes > 0:
-            self.aux_head = nn.Linear(self.embed_dim, num_classes, **get_device_dtype(self)).train(self.training)
-        else:
-            self.aux_head = None
+            self.aux_head = nn.Linear(self.embed_dim, num_classes, **dd).train(self.training)
 
     @torch.jit.ignore
     def set_input_size(
@@ -670,20 +626,13 @@ class T2TViT(nn.Module):
         self.patch_embed.set_input_size(img_size)
         if self.patch_embed.grid_size != old_grid:
             self.pos_embed = resample_abs_pos_embed(
-                self.pos_embed,
-                new_size=list(self.patch_embed.grid_size),
-                old_size=list(old_grid),
-                num_prefix_tokens=self.num_prefix_tokens,
-            ).detach()
+                self.pos_embed, list(self.patch_embed.grid_size), list(old_grid), self.num_prefix_tokens).detach()
 
     def _pos_embed(self, x: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
         if self.dynamic_img_size:
+            old_grid = self.patch_embed.grid_size
             pos_embed = resample_abs_pos_embed(
-                self.pos_embed,
-                new_size=[grid[0], grid[1]],
-                old_size=[self.patch_embed.grid_size[0], self.patch_embed.grid_size[1]],
-                num_prefix_tokens=self.num_prefix_tokens,
-            )
+                self.pos_embed, [grid[0], grid[1]], [old_grid[0], old_grid[1]], self.num_prefix_tokens)
         else:
             _assert(
                 x.shape[1] + 1 == self.pos_embed.shape[1],
@@ -693,11 +642,6 @@ class T2TViT(nn.Module):
             pos_embed = self.pos_embed
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
         return self.pos_drop(x + pos_embed)
-
-    def _token_grid(self, map2: torch.Tensor) -> Tuple[int, int]:
-        """Backbone token grid (H, W) from the stem's second map (B, H2, W2, C): the last soft split's output size."""
-        k, s, p = self.patch_embed.soft_splits[2]
-        return soft_split_size(map2.shape[1], k, s, p), soft_split_size(map2.shape[2], k, s, p)
 
     def forward_intermediates(
             self,
@@ -734,12 +678,12 @@ class T2TViT(nn.Module):
         prefixes: List[torch.Tensor] = []
 
         B = x.shape[0]
+        H, W = self.patch_embed.dynamic_feat_size((x.shape[-2], x.shape[-1]))
         x, maps = self.patch_embed.forward_maps(x)
         for i, tap in enumerate(maps):
             if i in take_indices:
                 intermediates.append(tap.permute(0, 3, 1, 2) if output_fmt == 'NCHW' else tap.flatten(1, 2))
                 prefixes.append(tap.new_zeros(B, 0, tap.shape[-1]))
-        H, W = self._token_grid(maps[1])
         x = self._pos_embed(x, (H, W))
 
         if torch.jit.is_scripting() or not stop_early:
@@ -828,22 +772,13 @@ def _official_to_timm_key(key: str) -> str:
 
 
 def _adapt_input_channels(state_dict: Dict[str, torch.Tensor], model: T2TViT) -> None:
-    """Adapt the stem's first T2T layer to `model.in_chans`, in place.
+    """Adapt the stem's first T2T layer (a LayerNorm + Linear over channel-major 7x7 patches) to `model.in_chans`.
 
-    The first layer is a LayerNorm + Linear over channel-major 7x7 patches, not a conv, so timm's generic conv
-    adaptation cannot do it. timm's rule (`adapt_input_conv`: sum over channels for one channel, else repeat cyclically
-    and scale by src / in_chans) is applied to the Linear folded to (O, C, 7, 7):
-
-    * more channels: the LayerNorm's per-channel weight and bias are repeated cyclically, so a model with a multiple
-      of the source channels gives on [x, x, ...] exactly what the source model gives on x;
-    * fewer channels: one channel cannot keep a per-channel LayerNorm affine, so the affine is folded into the Linear
-      first (weight, and bias where the Linear has one as in the Performer `kqv`) and the LayerNorm keeps an identity
-      affine. A 1-channel model then gives on a grey image exactly what the RGB model gives on it replicated to RGB.
-      The Transformer stem's `qkv` has no bias: its LayerNorm bias becomes the least-squares fit of the folded term,
-      which makes that relation approximate there.
-
-    The Transformer stem's attention scales by its input width (C * 49) ** -0.5, so its q rows are rescaled by
-    sqrt(in_chans / src) to keep the attention logits.
+    timm's `adapt_input_conv` rule is applied to the Linear seen as (O, C, 7, 7). With more channels the LayerNorm
+    affine repeats cyclically (a multiple of the source channels gives on [x, x, ...] what the source gives on x); with
+    fewer it is folded into the Linear first (into its bias where it has one, else into a least-squares LayerNorm bias,
+    approximate for the Transformer stem). The Transformer stem scales attention by (C * 49) ** -0.5, so its q rows are
+    rescaled by sqrt(in_chans / src) to keep the attention logits. In place.
     """
     first = 'patch_embed.attn1.kqv' if model.patch_embed.t2t_layer == 'performer' else 'patch_embed.attn1.attn.qkv'
     weight = state_dict.get(f'{first}.weight')
@@ -928,18 +863,10 @@ def checkpoint_filter_fn(state_dict: Dict[str, Any], model: T2TViT) -> Dict[str,
 
 def _cfg(url: str = '', **kwargs: Any) -> Dict[str, Any]:
     return {
-        'url': url,
-        'num_classes': 1000,
-        'input_size': (3, 224, 224),
-        'pool_size': None,
-        'crop_pct': 0.9,
-        'interpolation': 'bicubic',
-        'fixed_input_size': True,
-        'mean': IMAGENET_DEFAULT_MEAN,
-        'std': IMAGENET_DEFAULT_STD,
-        'first_conv': 'patch_embed.attn1.kqv',
-        'classifier': 'head',
-        'license': 'bsd-3-clause-clear',
+        'url': url, 'num_classes': 1000, 'input_size': (3, 224, 224), 'pool_size': None,
+        'crop_pct': 0.9, 'interpolation': 'bicubic', 'fixed_input_size': True,
+        'mean': IMAGENET_DEFAULT_MEAN, 'std': IMAGENET_DEFAULT_STD,
+        'first_conv': 'patch_embed.attn1.kqv', 'classifier': 'head', 'license': 'bsd-3-clause-clear',
         'paper_ids': 'arXiv:2101.11986',
         'paper_name': 'Tokens-to-Token ViT: Training Vision Transformers from Scratch on ImageNet',
         'origin_url': 'https://github.com/yitu-opensource/T2T-ViT',
@@ -984,13 +911,8 @@ def _create_t2t_vit(variant: str, pretrained: bool = False, **kwargs: Any) -> T2
 
     def build(load: bool, **build_kwargs: Any) -> T2TViT:
         build_kwargs.setdefault('pretrained_filter_fn', checkpoint_filter_fn)
-        return build_model_with_cfg(
-            T2TViT,
-            variant,
-            load,
-            feature_cfg=dict(out_indices=out_indices, feature_cls='getter'),
-            **build_kwargs,
-        )
+        feature_cfg = dict(out_indices=out_indices, feature_cls='getter')
+        return build_model_with_cfg(T2TViT, variant, load, feature_cfg=feature_cfg, **build_kwargs)
 
     if not pretrained:
         return build(False, **kwargs)
