@@ -11,8 +11,8 @@ import torch.nn.functional as F
 import timm_t2t  # noqa: F401  registers the models
 from conftest import OpLog
 from timm_t2t.models.t2t_vit import (
-    HF_HUB_NAMESPACE, BoolMaskDropout, TokenPerformer, TokenTransformer, bernoulli_keep_mask, kernel_major_columns,
-    layer_norm_linear, performer_attention, sinusoid_pos_embed, soft_split_kernel_major)
+    HF_HUB_NAMESPACE, TokenPerformer, TokenTransformer, kernel_major, performer_attention,
+    sinusoid_pos_embed, soft_split)
 
 ARCHS = [
     't2t_vit_7', 't2t_vit_10', 't2t_vit_12', 't2t_vit_14', 't2t_vit_19', 't2t_vit_24',
@@ -139,7 +139,7 @@ def test_sinusoid_table_matches_formula():
 
 
 def test_random_features_are_scaled_orthogonal():
-    layer = TokenPerformer(147, 64)
+    layer = TokenPerformer(147, 64, patch_size=7)
     w = layer.w
     torch.testing.assert_close(w @ w.t(), 32 * torch.eye(32), atol=1e-4, rtol=0)
 
@@ -148,7 +148,7 @@ def test_random_features_are_scaled_orthogonal():
 def test_performer_finite_under_autocast(amp_dtype):
     """The official Performer gives NaN under AMP (fp16 denominator + 1e-8); this one computes it in float32."""
     torch.manual_seed(0)
-    layer = TokenPerformer(147, 64).eval()
+    layer = TokenPerformer(147, 64, patch_size=7).eval()
     with torch.no_grad():
         layer.kqv.weight.mul_(20)  # large activations, exp() of the feature map far beyond fp16 range
     x = torch.randn(2, 3136, 147)
@@ -169,21 +169,20 @@ def test_performer_finite_under_autocast(amp_dtype):
 
 
 def test_performer_attention_against_explicit_sum():
-    """Linear attention equals the explicit kernel-weighted average over all tokens."""
+    """Linear attention equals the explicit kernel-weighted average over all tokens, then the projection (folded into
+    phi(k)^T v inside)."""
     torch.manual_seed(0)
     q, k, v = torch.randn(3, 1, 6, 4).unbind(0)
     w = torch.randn(3, 4)
     phi = lambda t: torch.exp(t @ w.t() - 0.5 * (t * t).sum(-1, keepdim=True)) / math.sqrt(3)  # noqa: E731
     weights = phi(q) @ phi(k).transpose(1, 2)  # (1, T, T) kernel, fine at this size
     want = (weights @ v) / (weights.sum(-1, keepdim=True) + 1e-8)
-    torch.testing.assert_close(performer_attention(q, k, v, w), want, rtol=1e-5, atol=1e-6)
-    # with a projection (folded into phi(k)^T v inside): the Linear applied to that output
+    torch.testing.assert_close(performer_attention(q, k, v, w, 1e-8, torch.eye(4), torch.zeros(4)), want,
+                               rtol=1e-5, atol=1e-6)
     proj_weight, proj_bias = torch.randn(5, 4), torch.randn(5)
     torch.testing.assert_close(
-        performer_attention(q, k, v, w, proj_weight=proj_weight, proj_bias=proj_bias),
+        performer_attention(q, k, v, w, 1e-8, proj_weight, proj_bias),
         F.linear(want, proj_weight, proj_bias), rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(
-        performer_attention(q, k, v, w, proj_weight=proj_weight), want @ proj_weight.t(), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize('arch', ['t2t_vit_7', 't2t_vit_t_14'])
@@ -200,155 +199,64 @@ def test_default_path_builds_no_n_by_n_attention(arch):
         assert max(numel for _, numel in probe.ops) >= n * n
 
 
-def _saved_for_backward(fn):
-    """Run fn() and return the tensors autograd saved for backward during it."""
-    saved = []
-
-    def pack(t):
-        saved.append(t)
-        return t
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = fn()
-    return out, saved
-
-
-@pytest.mark.parametrize('with_bias', [True, False])
-def test_layer_norm_linear_equals_norm_then_linear(with_bias):
-    torch.manual_seed(0)
-    norm, linear = torch.nn.LayerNorm(12), torch.nn.Linear(12, 7, bias=with_bias)
-    with torch.no_grad():
-        norm.weight.normal_()
-        norm.bias.normal_()
-    x = torch.randn(2, 5, 12, requires_grad=True)
-    params = [x, norm.weight, norm.bias, linear.weight] + ([linear.bias] if with_bias else [])
-    want = linear(norm(x))
-    got = layer_norm_linear(x, norm.weight, norm.bias, norm.eps, linear.weight, linear.bias)
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
-    g = torch.randn_like(want)
-    for a, b in zip(torch.autograd.grad(got, params, g), torch.autograd.grad(want, params, g)):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
-    with torch.no_grad():  # nothing to keep for backward: exactly the plain composition
-        torch.testing.assert_close(
-            layer_norm_linear(x, norm.weight, norm.bias, norm.eps, linear.weight, linear.bias), want,
-            rtol=0, atol=0)
+def _unfold_patches(x: torch.Tensor, k: int, s: int, p: int) -> torch.Tensor:
+    """The official soft split of a channels-last map: nn.Unfold's (B, L, c * k * k + i * k + j) patches."""
+    return torch.nn.Unfold(k, padding=p, stride=s)(x.permute(0, 3, 1, 2)).transpose(1, 2)
 
 
 @pytest.mark.parametrize('channels_last,shape,ksp', [
-    (False, (2, 3, 19, 23), (7, 4, 2)), (True, (2, 9, 11, 5), (3, 2, 1))], ids=['image', 'token_map'])
-def test_kernel_major_split_is_a_column_permutation_of_unfold(channels_last, shape, ksp):
-    """The eager soft splits hold nn.Unfold's values, each patch in (i, j, c) order (an image read through a
-    channels-last view), and `kernel_major_columns` reorders stored weights to match: exactly, on odd and non-square
-    sizes."""
+    (False, (2, 3, 19, 23), (7, 4, 2)), (True, (2, 9, 11, 5), (3, 2, 1)), (True, (1, 10, 9, 2), (4, 2, 0)),
+    (True, (1, 4, 5, 2), (5, 2, 3))], ids=['image', 'token_map', 'no_padding', 'padding_beyond_map'])
+def test_soft_split_is_a_column_permutation_of_unfold(channels_last, shape, ksp):
+    """`soft_split` holds nn.Unfold's values, each patch in (i, j, c) order (an image read through a channels-last
+    view), and `kernel_major` reorders stored weights to match: exactly, on odd and non-square sizes, traced too."""
     x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
     if not channels_last:
         x = x.permute(0, 2, 3, 1)  # the model's view of an image: not contiguous
     k, s, p = ksp
-    unfold = torch.nn.Unfold(k, padding=p, stride=s)(x.permute(0, 3, 1, 2)).transpose(1, 2)  # B, L, c*k*k + i*k + j
-    got = soft_split_kernel_major(x, k, s, p).flatten(1, 2)  # B, L, (i * k + j) * C + c
+    unfold = _unfold_patches(x, k, s, p)
+    got = soft_split(x, k, s, p)
     C = x.shape[-1]
-    for c, i, j in [(0, 0, 0), (C - 1, 0, 0), (1, 2, 1), (2, 1, 2), (C - 1, k - 1, k - 1)]:
+    for c, i, j in [(0, 0, 0), (C - 1, 0, 0), (1, 1, 1), (C - 1, k - 1, k - 1)]:
         assert torch.equal(got[..., (i * k + j) * C + c], unfold[..., c * k * k + i * k + j])
-    assert torch.equal(kernel_major_columns(unfold, k), got)
+    assert torch.equal(kernel_major(unfold, k), got)
+    traced = torch.jit.trace(lambda t: soft_split(t, k, s, p), (x,))
+    assert torch.equal(traced(x), got)
     weight = torch.randn(7, C * k * k)
-    assert torch.equal(weight[:, 1 * k * k + 2 * k + 0], kernel_major_columns(weight, k)[:, (2 * k + 0) * C + 1])
+    assert torch.equal(weight[:, 1 * k * k + 1 * k + 0], kernel_major(weight, k)[:, (1 * k + 0) * C + 1])
 
 
-@pytest.mark.parametrize('shape,ksp', [
-    ((2, 19, 23, 3), (7, 4, 2)), ((2, 13, 9, 5), (3, 2, 1)), ((1, 6, 7, 2), (3, 1, 0)), ((1, 4, 5, 2), (5, 2, 3))],
-    ids=['image', 'token_map', 'no_padding', 'padding_beyond_map'])
-def test_kernel_major_split_backward_is_unfolds(shape, ksp):
-    """The split's own backward (a strided add per kernel position) gives autograd's gradient through nn.Unfold, and
-    is differentiable again."""
-    k, s, p = ksp
-    x = torch.randn(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
-    patches = soft_split_kernel_major(x, k, s, p)
-    assert type(patches.grad_fn).__name__ == '_KernelMajorSplitBackward'
-    grad = torch.randn(patches.shape, dtype=torch.float64)
-    (got,) = torch.autograd.grad(patches, x, grad)
-    C = shape[-1]
-    grad_unfold_order = grad.flatten(1, 2).unflatten(-1, (k * k, C)).transpose(-1, -2).flatten(-2).transpose(1, 2)
-    (want,) = torch.autograd.grad(F.unfold(x.permute(0, 3, 1, 2), k, padding=p, stride=s), x, grad_unfold_order)
+def test_soft_split_gradient_is_unfolds():
+    """The gather's backward gives autograd's gradient through nn.Unfold (overlapping patches add up)."""
+    k, s, p = 3, 2, 1
+    x = torch.randn(2, 9, 11, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
+    grad = torch.randn(2, 5 * 6, 9 * 4, dtype=torch.float64)  # kernel-major
+    (got,) = torch.autograd.grad(soft_split(x, k, s, p), x, grad)
+    grad_unfold_order = grad.unflatten(-1, (k * k, 4)).transpose(-1, -2).flatten(-2)
+    (want,) = torch.autograd.grad(_unfold_patches(x, k, s, p), x, grad_unfold_order)
     torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
-    small = x[:1, :5, :6, :2].detach().clone().requires_grad_(True)
-    assert torch.autograd.gradgradcheck(lambda t: soft_split_kernel_major(t, k, s, p), (small,))
 
 
-@pytest.mark.parametrize('grad', [True, False], ids=['autograd', 'no_grad'])
 @pytest.mark.parametrize('layer_cls', [TokenPerformer, TokenTransformer])
-def test_t2t_layer_reads_kernel_major_patches(layer_cls, grad):
-    """`patch_kernel` makes a T2T layer read kernel-major patches with its stored (nn.Unfold order) weights: the same
-    output to float32 rounding, and the same parameter gradients."""
+def test_t2t_layer_reads_soft_split_patches_with_official_weights(layer_cls):
+    """A T2T layer's first LayerNorm and projection read `soft_split` patches with the weights stored in nn.Unfold's
+    order (the official checkpoints'): the values and parameter gradients of the official composition on nn.Unfold
+    patches."""
     torch.manual_seed(0)
-    layer = layer_cls(5 * 9, 8).eval()
+    layer = layer_cls(5 * 9, 8, patch_size=3).eval()
     with torch.no_grad():
         layer.norm1.weight.normal_()
         layer.norm1.bias.normal_()
-    patches = torch.randn(2, 6, 5 * 9)  # nn.Unfold order, 5 channels, 3 x 3 kernel
-    with torch.set_grad_enabled(grad):
-        want = layer(patches)
-        got = layer(kernel_major_columns(patches, 3), patch_kernel=3)
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
-    assert not torch.equal(kernel_major_columns(patches, 3), patches)
-    if grad:
-        params = list(layer.parameters())
-        g = torch.randn_like(want)
-        for a, b in zip(torch.autograd.grad(got, params, g), torch.autograd.grad(want, params, g)):
-            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
-
-
-@pytest.mark.parametrize('layer_cls', [TokenPerformer, TokenTransformer])
-def test_first_t2t_layer_keeps_one_copy_of_the_patches_for_backward(layer_cls):
-    """The image patches (147 wide, no gradient) are the stem's widest activation: the layer keeps one copy of them
-    for backward (the normalised patches), not the LayerNorm's input and output both."""
-    layer = layer_cls(147, 64).train()
-    x = torch.randn(2, 30, 147)
-    _, saved = _saved_for_backward(lambda: layer(x))
-    assert sum(t.shape[-1:] == (147,) and t.numel() == x.numel() for t in saved) == 1
-    # negative control: the unfused norm -> linear keeps two
     linear = layer.kqv if layer_cls is TokenPerformer else layer.attn.qkv
-    _, saved = _saved_for_backward(lambda: linear(layer.norm1(x)))
-    assert sum(t.shape[-1:] == (147,) and t.numel() == x.numel() for t in saved) == 2
-
-
-def test_bool_mask_dropout():
-    torch.manual_seed(0)
-    p = 0.1
-    x = torch.rand(200_000) + 1.
-    drop = BoolMaskDropout(p)
-    assert drop.eval()(x) is x
-    x.requires_grad_(True)
-    out, saved = _saved_for_backward(lambda: drop.train()(x))
-    dropped = out == 0
-    assert abs(dropped.float().mean().item() - p) < 0.005  # 7 standard deviations
-    torch.testing.assert_close(out[~dropped], x[~dropped] / (1 - p))
-    (grad,) = torch.autograd.grad(out.sum(), x)
-    torch.testing.assert_close(grad, (~dropped).float() / (1 - p))
-    # what backward keeps of the input's size is the bool mask, viewed as uint8 (nn.Dropout keeps a float one on CPU)
-    assert [t.dtype for t in saved if t.numel() == x.numel()] == [torch.uint8]
-    _, saved = _saved_for_backward(lambda: torch.nn.Dropout(p).train()(x))
-    assert [t.dtype for t in saved if t.numel() == x.numel()] == [torch.float32]
-    assert (BoolMaskDropout(1.).train()(x) == 0).all()
-    assert torch.equal(BoolMaskDropout(0.).train()(x), x)
-
-
-def test_bernoulli_keep_mask_rates():
-    """Both 32-bit halves of every 64-bit draw decide an element (even and odd positions keep at the same rate, odd
-    sizes too); the rate follows p; the default generator's seed fixes the mask."""
-    torch.manual_seed(0)
-    mask = bernoulli_keep_mask([999, 1001], 0.1)
-    assert mask.shape == (999, 1001) and mask.dtype == torch.bool
-    even, odd = mask.flatten()[0:-1:2], mask.flatten()[1::2]
-    for half in (even, odd):
-        assert abs(half.float().mean().item() - 0.9) < 7 * math.sqrt(0.09 / half.numel())  # 7 standard deviations
-    both = (even & odd).float().mean().item()  # independent halves: 0.81; one half copied into the other: 0.9
-    assert abs(both - 0.81) < 7 * math.sqrt(0.81 * 0.19 / odd.numel())
-    for p in (0.5, 0.97):
-        n = 200_001
-        assert abs(bernoulli_keep_mask([n], p).float().mean().item() - (1 - p)) < 7 * math.sqrt(p * (1 - p) / n)
-    torch.manual_seed(3)
-    first = bernoulli_keep_mask([3, 7], 0.5)
-    torch.manual_seed(3)
-    assert torch.equal(bernoulli_keep_mask([3, 7], 0.5), first)
+    x = torch.randn(2, 6, 7, 5)
+    norm = layer.norm1
+    want = F.linear(F.layer_norm(_unfold_patches(x, 3, 2, 1), [45], norm.weight, norm.bias), linear.weight, linear.bias)
+    got = linear(norm(soft_split(x, 3, 2, 1)))
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    params = list(layer.norm1.parameters()) + list(linear.parameters())
+    g = torch.randn_like(want)
+    for a, b in zip(torch.autograd.grad(got, params, g), torch.autograd.grad(want, params, g)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize('tag', PRETRAINED)

@@ -16,9 +16,7 @@ Modifications and additions for timm by the timm-t2t authors:
   * soft splits as one gather of channel runs from a channels-last map, the weights that read the patches reordered
     at use (the state dict keeps the official layout), and the last split merged with the projection into one
     convolution;
-  * `pos_embed` and the Performer random features as persistent buffers, any input size (square or not, resampled
-    position table), stem token maps (stride 4 and 8) as feature taps, grad checkpointing of the stem, the timm model
-    API.
+  * `pos_embed` and the Performer features as buffers, any input size, stem feature taps, the timm model API.
 
 Original license notice (https://github.com/yitu-opensource/T2T-ViT/blob/main/LICENSE):
 
@@ -114,12 +112,28 @@ def kernel_major(t: torch.Tensor, kernel_size: int) -> torch.Tensor:
     return t.unflatten(-1, (-1, kernel_size * kernel_size)).transpose(-1, -2).flatten(-2)
 
 
-def patch_norm_linear(x: torch.Tensor, norm: nn.LayerNorm, linear: nn.Linear, kernel_size: int) -> torch.Tensor:
-    """`linear(norm(x))` on `soft_split` patches, with the stored weights reordered to read them (a permutation of a
-    LayerNorm's inputs permutes only its affine)."""
-    norm_weight, norm_bias = kernel_major(norm.weight, kernel_size), kernel_major(norm.bias, kernel_size)
-    x = F.layer_norm(x, norm.normalized_shape, norm_weight, norm_bias, norm.eps)
-    return F.linear(x, kernel_major(linear.weight, kernel_size), linear.bias)
+class PatchLayerNorm(nn.LayerNorm):
+    """`nn.LayerNorm` over `soft_split` patches, its affine stored in `nn.Unfold`'s column order (the official
+    checkpoints' layout) and reordered at use: a permutation of a LayerNorm's inputs permutes only its affine."""
+
+    def __init__(self, dim: int, patch_size: int, **kwargs: Any) -> None:
+        super().__init__(dim, **kwargs)
+        self.patch_size = patch_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = self.patch_size
+        return F.layer_norm(x, self.normalized_shape, kernel_major(self.weight, k), kernel_major(self.bias, k), self.eps)
+
+
+class PatchLinear(nn.Linear):
+    """`nn.Linear` over `soft_split` patches, its weight stored in `nn.Unfold`'s column order and reordered at use."""
+
+    def __init__(self, in_features: int, out_features: int, patch_size: int, **kwargs: Any) -> None:
+        super().__init__(in_features, out_features, **kwargs)
+        self.patch_size = patch_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, kernel_major(self.weight, self.patch_size), self.bias)
 
 
 def sinusoid_pos_embed(
@@ -140,9 +154,8 @@ def sinusoid_pos_embed(
 def _performer_attention(
         q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, w: torch.Tensor, eps: float, proj_weight: torch.Tensor,
         proj_bias: torch.Tensor) -> torch.Tensor:
-    # phi(t) = exp(t w^T - |t|^2 / 2) / sqrt(m). The exponent is at most |w_i|^2 / 2 = 16 for the official w, so float32
-    # is safe; the float16 denominator with its 1e-8 epsilon is what made the official layer NaN under AMP. The
-    # 1 / sqrt(m) of phi(q) and phi(k) cancels between numerator and denominator except against eps: it moves onto eps.
+    # phi(t) = exp(t w^T - |t|^2 / 2) / sqrt(m), in float32: a float16 denominator with its 1e-8 epsilon made the
+    # official layer NaN under AMP. The 1 / sqrt(m) of phi(q) and phi(k) cancels except against eps: it moves onto eps.
     wt = w.t()
     qp = torch.exp(q @ wt - 0.5 * (q * q).sum(dim=-1, keepdim=True))  # B, T, M
     kp = torch.exp(k @ wt - 0.5 * (k * k).sum(dim=-1, keepdim=True))
@@ -157,8 +170,7 @@ def _performer_attention(
 def performer_attention(
         q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, w: torch.Tensor, eps: float, proj_weight: torch.Tensor,
         proj_bias: torch.Tensor) -> torch.Tensor:
-    """Linear attention with positive orthogonal random features (the T2T Performer), projected, in float32 with
-    autocast off whatever the input dtype.
+    """Projected linear attention with positive orthogonal random features (the T2T Performer), in float32.
 
     Args:
         q: Queries (B, T, E).
@@ -181,11 +193,8 @@ def performer_attention(
 
 
 class TokenPerformer(nn.Module):
-    """Performer T2T layer: single-head linear attention from `dim` to `dim_out` tokens, then an MLP.
-
-    The attention output is added to `v` (input and output widths differ), and both dropouts are fixed at 0.1 in the
-    official model (active in train mode whatever `drop_rate` is), so they are kept as defaults here.
-    """
+    """Performer T2T layer: single-head linear attention from `dim` to `dim_out` tokens added to `v` (the widths
+    differ), then an MLP. Both dropouts are 0.1 in the official model, in train mode whatever `drop_rate` is."""
 
     def __init__(
             self,
@@ -207,27 +216,25 @@ class TokenPerformer(nn.Module):
             proj_drop: Dropout after the attention projection.
             mlp_drop: Dropout after the MLP.
             act_layer: MLP activation.
-            patch_size: Kernel of the `soft_split` patches it reads (norm1 and kqv weights are stored in `nn.Unfold`'s
-                column order, as in the official checkpoints).
+            patch_size: Kernel of the `soft_split` patches it reads.
             device: Factory device.
             dtype: Factory dtype.
         """
         super().__init__()
         dd = {'device': device, 'dtype': dtype}
         self.dim_out = dim_out
-        self.patch_size = patch_size
         self.num_features = int(dim_out * kernel_ratio)
         self.eps = 1e-8
-        self.norm1 = nn.LayerNorm(dim, **dd)
+        self.norm1 = PatchLayerNorm(dim, patch_size, **dd)
         # NOTE output split order is k, q, v (official); the q, k, v order changes logits.
-        self.kqv = nn.Linear(dim, 3 * dim_out, **dd)
+        self.kqv = PatchLinear(dim, 3 * dim_out, patch_size, **dd)
         self.proj = nn.Linear(dim_out, dim_out, **dd)
         self.proj_drop = nn.Dropout(proj_drop)
         self.norm2 = nn.LayerNorm(dim_out, **dd)
         self.mlp = Mlp(dim_out, dim_out, act_layer=act_layer, drop=(0., mlp_drop), **dd)  # dropout after fc2 only
-        # Random features are fixed during training but averaged by EMA in the released weights: a buffer that loads
-        # from the checkpoint, never resampled.
-        self.register_buffer('w', torch.empty(self.num_features, dim_out, **dd), persistent=True)
+        # Random features are fixed in training but averaged by EMA in the released weights: a buffer, loaded, never
+        # resampled.
+        self.register_buffer('w', torch.empty(self.num_features, dim_out, **dd))
         self.reset_random_features()
 
     def reset_random_features(self) -> None:
@@ -240,7 +247,7 @@ class TokenPerformer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """`soft_split` patches (B, T, dim) -> tokens (B, T, dim_out)."""
-        k, q, v = patch_norm_linear(x, self.norm1, self.kqv, self.patch_size).split(self.dim_out, dim=-1)
+        k, q, v = self.kqv(self.norm1(x)).split(self.dim_out, dim=-1)
         x = v + self.proj_drop(performer_attention(q, k, v, self.w, self.eps, self.proj.weight, self.proj.bias))
         return x + self.mlp(self.norm2(x))
 
@@ -260,6 +267,7 @@ class TokenAttention(nn.Module):
             qkv_bias: bool = False,
             attn_drop: float = 0.,
             proj_drop: float = 0.,
+            patch_size: int = 3,
             device: Optional[torch.device] = None,
             dtype: Optional[torch.dtype] = None,
     ) -> None:
@@ -270,6 +278,7 @@ class TokenAttention(nn.Module):
             qkv_bias: Bias in the qkv projection (the official layer has none).
             attn_drop: Attention dropout.
             proj_drop: Dropout after the output projection.
+            patch_size: Kernel of the `soft_split` patches it reads.
             device: Factory device.
             dtype: Factory dtype.
         """
@@ -278,17 +287,14 @@ class TokenAttention(nn.Module):
         self.dim_out = dim_out
         self.scale = dim ** -0.5
         self.fused_attn = use_fused_attn()
-        self.qkv = nn.Linear(dim, dim_out * 3, bias=qkv_bias, **dd)
+        self.qkv = PatchLinear(dim, dim_out * 3, patch_size, bias=qkv_bias, **dd)
         self.attn_drop = nn.Dropout(attn_drop)
         self.proj = nn.Linear(dim_out, dim_out, **dd)
         self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.attend(self.qkv(x))
-
-    def attend(self, qkv: torch.Tensor) -> torch.Tensor:
-        """The layer after its qkv projection: `qkv` (B, T, 3 * dim_out) -> (B, T, dim_out)."""
-        q, k, v = qkv.unflatten(-1, (3, self.dim_out)).unbind(-2)
+        """`soft_split` patches (B, T, dim) -> tokens (B, T, dim_out)."""
+        q, k, v = self.qkv(x).unflatten(-1, (3, self.dim_out)).unbind(-2)
         if self.fused_attn:
             # As one explicit head (B, 1, T, E): ONNX export supports only 4-D SDPA inputs; same kernel and numbers.
             y = F.scaled_dot_product_attention(
@@ -322,22 +328,20 @@ class TokenTransformer(nn.Module):
             dim_out: Output token width.
             mlp_ratio: MLP hidden width as a multiple of `dim_out`.
             act_layer: MLP activation.
-            patch_size: Kernel of the `soft_split` patches it reads (norm1 and qkv weights are stored in `nn.Unfold`'s
-                column order, as in the official checkpoints).
+            patch_size: Kernel of the `soft_split` patches it reads.
             device: Factory device.
             dtype: Factory dtype.
         """
         super().__init__()
         dd = {'device': device, 'dtype': dtype}
-        self.patch_size = patch_size
-        self.norm1 = nn.LayerNorm(dim, **dd)
-        self.attn = TokenAttention(dim, dim_out, **dd)
+        self.norm1 = PatchLayerNorm(dim, patch_size, **dd)
+        self.attn = TokenAttention(dim, dim_out, patch_size=patch_size, **dd)
         self.norm2 = nn.LayerNorm(dim_out, **dd)
         self.mlp = Mlp(dim_out, int(dim_out * mlp_ratio), act_layer=act_layer, **dd)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """`soft_split` patches (B, T, dim) -> tokens (B, T, dim_out)."""
-        x = self.attn.attend(patch_norm_linear(x, self.norm1, self.attn.qkv, self.patch_size))
+        x = self.attn(self.norm1(x))
         return x + self.mlp(self.norm2(x))
 
 
@@ -612,12 +616,8 @@ class T2TViT(nn.Module):
             img_size: Optional[Union[int, Tuple[int, int]]] = None,
             patch_size: Optional[Union[int, Tuple[int, int]]] = None,
     ) -> None:
-        """Rebuild for another input size, resampling the position table (bicubic over the token grid).
-
-        Args:
-            img_size: New input size.
-            patch_size: Not supported (the soft splits are part of the architecture); must be None.
-        """
+        """Rebuild for another `img_size`, resampling the position table (bicubic over the token grid). `patch_size` must
+        be None: the soft splits are part of the architecture."""
         if patch_size is not None:
             raise ValueError('T2T-ViT has no patch_size to change; its soft splits are fixed (7/4/2, 3/2/1, 3/2/1).')
         if img_size is None:
