@@ -9,14 +9,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from timm_t2t import bench
+from timm_t2t.bench.speed import run
+from timm_t2t.cli.bench import configure_parser
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog='benchmarks/bench.py')
-    bench.configure_parser(parser)
+    configure_parser(parser)
     parser.set_defaults(out_dir=Path(__file__).resolve().parent / 'results')
-    return bench.run(parser.parse_args())
+    return run(parser.parse_args())
 
 
 if __name__ == '__main__':

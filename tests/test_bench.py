@@ -1,4 +1,4 @@
-"""Smoke tests of the benchmark (timm_t2t.bench): structure of its outputs, its counting and its target logic.
+"""Smoke tests of the benchmark (timm_t2t.bench.speed): structure of its outputs, its counting and its target logic.
 
 Tiny models and inputs, one round; no timing is asserted (the machine is shared and noisy).
 """
@@ -12,12 +12,13 @@ import pytest
 import torch
 
 from conftest import gmacs_here
-from timm_t2t import bench
+from timm_t2t.bench import speed
+from timm_t2t.cli.bench import configure_parser
 
 
 def _parse(argv: List[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    bench.configure_parser(parser)
+    configure_parser(parser)
     return parser.parse_args(argv)
 
 
@@ -27,7 +28,7 @@ def test_run_writes_table_json_and_plot(tmp_path: Path, capsys: pytest.CaptureFi
         '--models', 't2t_vit_7,t2t_vit_7:plain,deit_tiny_patch16_224', '--img-sizes', '32,64', '--batch-sizes', '2',
         '--rounds', '1', '--min-time', '0', '--no-memory', '--device', 'cpu', '--threads', '1',
         '--out-dir', str(tmp_path), '--tag', 'smoke'])
-    assert bench.run(args) == 0
+    assert speed.run(args) == 0
 
     report = json.loads((tmp_path / 'smoke.json').read_text())
     rows = report['rows']
@@ -65,8 +66,8 @@ def test_run_writes_table_json_and_plot(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def test_memory_child_reports_a_positive_peak() -> None:
-    cases = [bench.Case('t2t_vit_7', 32, 2, 'infer'), bench.Case('t2t_vit_7', 32, 2, 'train')]
-    peaks = bench.measure_memory(cases, bench.Runner(torch.device('cpu'), amp=False), threads=1, log=lambda _: None)
+    cases = [speed.Case('t2t_vit_7', 32, 2, 'infer'), speed.Case('t2t_vit_7', 32, 2, 'train')]
+    peaks = speed.measure_memory(cases, speed.Runner(torch.device('cpu'), amp=False), threads=1, log=lambda _: None)
     assert all(isinstance(peaks[c], float) for c in cases), peaks
     # A training step holds activations and 4.3M float32 gradients (~16 MB); inference holds far less.
     assert peaks[cases[1]] > 16 > peaks[cases[0]] > 0
@@ -76,16 +77,16 @@ def test_gmacs_count_attention() -> None:
     # Spec §5 counted values (official code, all matmuls incl. attention): 4.783 and 6.089 GMACs, less the Performer
     # projections this package folds (`gmacs_here`). t2t_vit_t_14 would come out ~1.3 G short if the 3136-token SDPA
     # of its first T2T layer were not counted.
-    assert bench.spec_gmacs('t2t_vit_14', 224) == pytest.approx(gmacs_here('t2t_vit_14', 4.783), abs=0.001)
-    assert bench.spec_gmacs('t2t_vit_t_14:plain', 224) == pytest.approx(6.089, abs=0.005)
+    assert speed.spec_gmacs('t2t_vit_14', 224) == pytest.approx(gmacs_here('t2t_vit_14', 4.783), abs=0.001)
+    assert speed.spec_gmacs('t2t_vit_t_14:plain', 224) == pytest.approx(6.089, abs=0.005)
     # timm's ViT-S/16 with SDPA: 4.6 G as published (4.25 G without attention).
-    assert bench.spec_gmacs('vit_small_patch16_224', 224) == pytest.approx(4.60, abs=0.01)
+    assert speed.spec_gmacs('vit_small_patch16_224', 224) == pytest.approx(4.60, abs=0.01)
 
 
 def test_targets_use_same_run_ratios() -> None:
-    t14 = bench.Case('t2t_vit_14', 224, 8, 'infer')
-    vit = bench.Case('vit_small_patch16_224', 224, 8, 'infer')
-    t7, deit = bench.Case('t2t_vit_7', 224, 32, 'infer'), bench.Case('deit_tiny_patch16_224', 224, 32, 'infer')
+    t14 = speed.Case('t2t_vit_14', 224, 8, 'infer')
+    vit = speed.Case('vit_small_patch16_224', 224, 8, 'infer')
+    t7, deit = speed.Case('t2t_vit_7', 224, 32, 'infer'), speed.Case('deit_tiny_patch16_224', 224, 32, 'infer')
     # Seconds per step in 3 rounds. t2t_vit_14: best rounds 0.40 s vs 0.38 s -> 0.95, but per-round ratios 0.8, 0.95,
     # 0.867 -> median 0.867: the median is judged (FAIL at >= 0.95), the best-round ratio reported beside it.
     # t2t_vit_7: per-round ratios 1.0, 0.96, 0.9 -> median 0.96 (pass at >= 0.95) although its best round is 0.9.
@@ -96,7 +97,7 @@ def test_targets_use_same_run_ratios() -> None:
         dict(model='vit_small_patch16_224', img_size=224, batch_size=16, mode='train', peak_mb=1000.0,
              saved_mb=1000.0),
     ]
-    targets = {t['label']: t for t in bench.evaluate_targets(rows, times, 'cpu')}
+    targets = {t['label']: t for t in speed.evaluate_targets(rows, times, 'cpu')}
     infer = targets['t2t_vit_14 / vit_small_patch16_224 infer images/s, 224px b8']
     assert infer['ratio'] == pytest.approx(0.95) and infer['ratio_median'] == pytest.approx(0.39 / 0.45)
     assert infer['result'] == 'FAIL'
@@ -114,7 +115,7 @@ def test_targets_use_same_run_ratios() -> None:
     assert saved_t['ratio'] == pytest.approx(1.2) and saved_t['result'] == 'FAIL'
     assert targets['t2t_vit_7 / deit_tiny_patch16_224 infer images/s, 224px b8']['result'] == 'not measured'
     # The GPU target is only evaluated on GPU runs.
-    assert len(targets) == 11 and len(bench.evaluate_targets(rows, times, 'cuda')) == 1
+    assert len(targets) == 11 and len(speed.evaluate_targets(rows, times, 'cuda')) == 1
 
 
 def test_saved_activation_bytes_counts_what_autograd_keeps() -> None:
@@ -122,35 +123,35 @@ def test_saved_activation_bytes_counts_what_autograd_keeps() -> None:
     # weight (excluded); ReLU keeps its output (5 x 32 floats), which the second Linear keeps too (same storage, counted
     # once); so 5 * 32 * 4 bytes.
     model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
-    assert bench.saved_activation_bytes(model, torch.randn(5, 16)) == 5 * 32 * 4
+    assert speed.saved_activation_bytes(model, torch.randn(5, 16)) == 5 * 32 * 4
     with torch.no_grad():
-        assert bench.saved_activation_bytes(model, torch.randn(5, 16)) == 0
+        assert speed.saved_activation_bytes(model, torch.randn(5, 16)) == 0
 
 
 def test_grad_checkpointing_spec_keeps_fewer_activations() -> None:
-    runner = bench.Runner(torch.device('cpu'), amp=False)
-    plain, gc = (runner.saved_mb(bench.Case(m, 64, 2, 'train')) for m in ('t2t_vit_7', 't2t_vit_7:gc'))
-    assert runner.model(bench.Case('t2t_vit_7:gc', 64, 2, 'train')).grad_checkpointing
+    runner = speed.Runner(torch.device('cpu'), amp=False)
+    plain, gc = (runner.saved_mb(speed.Case(m, 64, 2, 'train')) for m in ('t2t_vit_7', 't2t_vit_7:gc'))
+    assert runner.model(speed.Case('t2t_vit_7:gc', 64, 2, 'train')).grad_checkpointing
     assert 0 < gc < plain / 3
 
 
 def test_bad_arguments_are_refused(capsys: pytest.CaptureFixture) -> None:
-    assert bench.run(_parse(['--models', 'no_such_model', '--device', 'cpu'])) == 2
+    assert speed.run(_parse(['--models', 'no_such_model', '--device', 'cpu'])) == 2
     assert 'Unknown model' in capsys.readouterr().err
-    assert bench.run(_parse(['--models', 't2t_vit_7:fast', '--device', 'cpu'])) == 2
+    assert speed.run(_parse(['--models', 't2t_vit_7:fast', '--device', 'cpu'])) == 2
     assert 'NAME[:plain][:compile][:gc]' in capsys.readouterr().err
-    assert bench.run(_parse(['--modes', 'infer,eval', '--device', 'cpu'])) == 2
+    assert speed.run(_parse(['--modes', 'infer,eval', '--device', 'cpu'])) == 2
     with pytest.raises(SystemExit):
         _parse(['--batch-sizes', '8,x'])
 
 
 def test_default_cases_cover_every_target() -> None:
     for device_type in ('cpu', 'cuda'):
-        cases = set(bench.default_cases(device_type))
-        for t in bench.TARGETS:
+        cases = set(speed.default_cases(device_type))
+        for t in speed.TARGETS:
             if t.device_type == device_type:
-                assert bench.Case(t.model, t.img_size, t.batch_size, t.mode) in cases
-                assert bench.Case(t.reference, t.img_size, t.batch_size, t.mode) in cases
+                assert speed.Case(t.model, t.img_size, t.batch_size, t.mode) in cases
+                assert speed.Case(t.reference, t.img_size, t.batch_size, t.mode) in cases
 
 
 def test_command_records_allocator_and_thread_settings(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -162,5 +163,5 @@ def test_command_records_allocator_and_thread_settings(monkeypatch: pytest.Monke
     monkeypatch.setenv('OMP_NUM_THREADS', '2')
     monkeypatch.setenv('HOME_FOR_TEST', 'not a timing setting')
     monkeypatch.setattr('sys.argv', ['timm-t2t', 'bench', '--rounds', '3'])
-    command = bench.machine_info(torch.device('cpu'), 2, amp=False)['command']
+    command = speed.machine_info(torch.device('cpu'), 2, amp=False)['command']
     assert command == 'MALLOC_TRIM_THRESHOLD_=100000000000 OMP_NUM_THREADS=2 timm-t2t bench --rounds 3'

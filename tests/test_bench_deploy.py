@@ -1,4 +1,4 @@
-"""Smoke test of `timm-t2t bench-deploy` (timm_t2t.bench_deploy): tiny inputs, one round, ONNX Runtime only (in the
+"""Smoke test of `timm-t2t bench-deploy` (timm_t2t.bench.deploy): tiny inputs, one round, ONNX Runtime only (in the
 `test` extra; OpenVINO is in the `bench` extra). No timing is asserted."""
 import argparse
 import json
@@ -6,16 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from timm_t2t import bench_deploy, cli_bench
+from timm_t2t.bench import deploy
+from timm_t2t.cli.bench import configure_deploy_parser
 
 
 def test_bench_deploy_writes_rows_targets_and_exactness(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     parser = argparse.ArgumentParser()
-    cli_bench.configure_deploy_parser(parser)
+    configure_deploy_parser(parser)
     args = parser.parse_args([
         '--models', 't2t_vit_7,deit_tiny_patch16_224', '--runtimes', 'onnxruntime', '--img-size', '64',
         '--batch-size', '2', '--rounds', '1', '--min-time', '0', '--threads', '1', '--out-dir', str(tmp_path)])
-    assert bench_deploy.run(args) == 0
+    assert deploy.run(args) == 0
     report = json.loads((tmp_path / 'bench-deploy.json').read_text())
     assert [(r['model'], r['runtime']) for r in report['rows']] == [
         ('t2t_vit_7', 'onnxruntime'), ('deit_tiny_patch16_224', 'onnxruntime')]
@@ -33,6 +34,6 @@ def test_bench_deploy_writes_rows_targets_and_exactness(tmp_path: Path, capsys: 
 
 def test_bench_deploy_refuses_bad_arguments(capsys: pytest.CaptureFixture) -> None:
     parser = argparse.ArgumentParser()
-    cli_bench.configure_deploy_parser(parser)
-    assert bench_deploy.run(parser.parse_args(['--runtimes', 'tensorrt'])) == 2
+    configure_deploy_parser(parser)
+    assert deploy.run(parser.parse_args(['--runtimes', 'tensorrt'])) == 2
     assert 'Bad arguments' in capsys.readouterr().err

@@ -26,7 +26,8 @@ from safetensors.torch import load_file
 import timm_t2t  # noqa: F401  registers the models
 from conftest import gmacs_here, seeded_checkpoint
 from hub_standin import StandIn
-from timm_t2t import cli, demo
+from timm_t2t.cli import demo_run, main as cli
+from timm_t2t.cli.demo import QUICK
 
 F7 = seeded_checkpoint('t2t_vit_7')
 F14_D2 = seeded_checkpoint('t2t_vit_14', depth=2)
@@ -282,7 +283,7 @@ BAD_INPUT = [
     ('missing weights', lambda i, t: ['predict', i['wide'], '--model', 't2t_vit_7', '--weights', t / 'w.pth'],
      'no such checkpoint file'),
     ('weights not a checkpoint', lambda i, t: ['predict', i['wide'], '--model', 't2t_vit_7', '--weights', i['text']],
-     'notes.png'),  # hub.read_checkpoint words it; see tests/test_hub*.py for its messages
+     'notes.png'),  # weights.checkpoint_io.read_checkpoint words it; see tests/test_hub*.py for its messages
     ('truncated safetensors', lambda i, t: ['predict', i['wide'], '--model', 't2t_vit_7', '--weights',
                                             _truncated_safetensors(t)], 'is not a readable safetensors file'),
     ('no model for a bare checkpoint', lambda i, t: ['predict', i['wide'], '--weights', F7], '--model is required'),
@@ -395,16 +396,16 @@ def test_demo_quick_learns_saves_and_reloads(tmp_path, capsys, monkeypatch):
         assert step in out
     assert 'Hub: offline' in out and '127.0.0.1:9' in out
     epochs = [float(a) for a in re.findall(r'val acc\s+([\d.]+)%', out)]
-    assert len(epochs) == demo.QUICK.epochs
+    assert len(epochs) == QUICK.epochs
     final = float(re.search(r'Summary: validation accuracy ([\d.]+)%', out).group(1))
     assert final == epochs[-1] >= 50.0  # 5 classes: chance is 20 %
     assert f'reloaded checkpoint {final:.1f}%' in out
 
     # the saved checkpoint, through `predict` on every validation image, scores what the demo reported
     ckpt = out_dir / 'checkpoint'
-    assert json.loads((ckpt / 'config.json').read_text())['label_names'] == list(demo.CLASSES)
+    assert json.loads((ckpt / 'config.json').read_text())['label_names'] == list(demo_run.CLASSES)
     val = sorted((out_dir / 'data' / 'val').glob('*/*.png'))
-    assert len(val) == demo.QUICK.val_per_class * len(demo.CLASSES)
+    assert len(val) == QUICK.val_per_class * len(demo_run.CLASSES)
     rc, out, err = run_cli(capsys, 'predict', *val, '--weights', ckpt, '--top-k', 1, '--batch-size', 64, '--json')
     assert rc == 0, err
     hits = [p['top_k'][0]['label'] == Path(p['image']).parent.name for p in json.loads(out)['predictions']]
@@ -416,19 +417,19 @@ def test_demo_quick_learns_saves_and_reloads(tmp_path, capsys, monkeypatch):
 
 def test_demo_textures_differ_by_class():
     import random
-    imgs = {c: np.asarray(demo.draw_texture(c, 64, random.Random(3)), dtype=np.float32) for c in demo.CLASSES}
+    imgs = {c: np.asarray(demo_run.draw_texture(c, 64, random.Random(3)), dtype=np.float32) for c in demo_run.CLASSES}
     for c, a in imgs.items():
         assert a.shape == (64, 64, 3) and a.std() > 20  # a texture, not a flat colour
     with pytest.raises(ValueError, match='unknown texture class'):
-        demo.draw_texture('spiral', 64, random.Random(0))
+        demo_run.draw_texture('spiral', 64, random.Random(0))
 
 
 def test_hub_reachability(monkeypatch):
     monkeypatch.setattr(constants, 'HF_HUB_OFFLINE', True)
-    assert demo.hub_unreachable_reason() == 'HF_HUB_OFFLINE is set'
+    assert demo_run.hub_unreachable_reason() == 'HF_HUB_OFFLINE is set'
     monkeypatch.setattr(constants, 'HF_HUB_OFFLINE', False)
     monkeypatch.setattr(constants, 'ENDPOINT', 'http://127.0.0.1:9')  # nothing listens on the discard port
-    assert 'unreachable' in demo.hub_unreachable_reason(timeout=2.0)
+    assert 'unreachable' in demo_run.hub_unreachable_reason(timeout=2.0)
 
 
 def test_demo_shows_pretrained_when_the_hub_answers(images, model7, tmp_path, monkeypatch):
@@ -442,7 +443,7 @@ def test_demo_shows_pretrained_when_the_hub_answers(images, model7, tmp_path, mo
         monkeypatch.setattr(constants, 'HF_HUB_OFFLINE', False)
         monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch'))
         lines: List[str] = []
-        demo._show_pretrained(images['wide'], lines.append)
+        demo_run._show_pretrained(images['wide'], lines.append)
     finally:
         server.stop()
     assert len(lines) == 1

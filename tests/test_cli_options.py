@@ -5,15 +5,15 @@ from typing import Dict
 
 import pytest
 
-from timm_t2t import cli
+from timm_t2t.cli.main import DELEGATED, build_parser
 
-COMMANDS = ['list', 'predict', 'features', 'recipes', *cli.DELEGATED]
+COMMANDS = ['list', 'predict', 'features', 'recipes', *DELEGATED]
 
 
 def subparsers() -> Dict[str, argparse.ArgumentParser]:
     parsers = {}
     for command in COMMANDS:
-        parser = cli.build_parser(command)
+        parser = build_parser(command)
         action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
         parsers[command] = action.choices[command]
     return parsers
@@ -41,24 +41,24 @@ def test_shared_options_have_one_spelling():
     ['features', 'a.png', '--model-arg', 'depth=1', '--model-kwargs', 'img_size=64'],
 ])
 def test_model_kwargs_spellings_give_the_same_arguments(argv):
-    args = cli.build_parser(argv[0]).parse_args(argv)
+    args = build_parser(argv[0]).parse_args(argv)
     assert dict(args.model_kwargs) == {'depth': 1, 'img_size': 64}
 
 
 def test_model_kwargs_default_is_empty_and_not_shared():
-    first = cli.build_parser('predict').parse_args(['predict', 'a.png'])
+    first = build_parser('predict').parse_args(['predict', 'a.png'])
     assert first.model_kwargs == []
     first.model_kwargs.append(('depth', 1))
-    assert cli.build_parser('predict').parse_args(['predict', 'a.png']).model_kwargs == []
+    assert build_parser('predict').parse_args(['predict', 'a.png']).model_kwargs == []
 
 
 def test_misplaced_positional_names_the_command_positional(capsys):
     with pytest.raises(SystemExit):
-        cli.build_parser('convert').parse_args(['convert', '--model-kwargs', 'depth=1', 'ckpt.pth.tar'])
+        build_parser('convert').parse_args(['convert', '--model-kwargs', 'depth=1', 'ckpt.pth.tar'])
     assert 'give CHECKPOINT before --model-kwargs' in capsys.readouterr().err
 
 
 def test_bench_out_and_out_dir(tmp_path):
     for option in ('--out', '--out-dir'):
-        args = cli.build_parser('bench').parse_args(['bench', option, str(tmp_path)])
+        args = build_parser('bench').parse_args(['bench', option, str(tmp_path)])
         assert args.out_dir == tmp_path

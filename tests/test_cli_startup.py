@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from timm_t2t import cli
 from timm_t2t._launch import dash_m_module, started_as_command_line
+from timm_t2t.cli.main import DELEGATED
 
 HEAVY = {'torch', 'timm', 'torchvision', 'numpy', 'PIL', 'huggingface_hub', 'safetensors'}
-COMMANDS = ['list', 'predict', 'features', 'recipes', *cli.DELEGATED]
+COMMANDS = ['list', 'predict', 'features', 'recipes', *DELEGATED]
 
 
 def _console_script() -> Path:
@@ -67,7 +67,7 @@ def test_help_version_and_recipes_import_no_torch_or_timm(entry, args):
 
 
 def test_python_m_cli_module_help_is_instant_too():
-    proc = _run_logged([sys.executable, '-m', 'timm_t2t.cli', '--help'])
+    proc = _run_logged([sys.executable, '-m', 'timm_t2t.cli.main', '--help'])
     assert proc.returncode == 0 and 'usage: timm-t2t' in proc.stdout
     assert not imported_packages(proc.stderr) & HEAVY
 
@@ -102,7 +102,7 @@ def test_commands_register_the_models_themselves(entry, image):
 @pytest.mark.parametrize('orig_argv, module', [
     (['python', '-m', 'timm_t2t', '--help'], 'timm_t2t'),
     (['python', '-X', 'importtime', '-m', 'timm_t2t'], 'timm_t2t'),
-    (['python', '-W', 'error', '-Im', 'timm_t2t.cli'], 'timm_t2t.cli'),
+    (['python', '-W', 'error', '-Im', 'timm_t2t.cli.main'], 'timm_t2t.cli.main'),
     (['python', '-mtimm_t2t.run', 'train.py'], 'timm_t2t.run'),
     (['python', '-Ximporttime', '-u', '-m', 'pytest', '-m', 'timm_t2t'], 'pytest'),
     (['python', '--check-hash-based-pycs', 'always', '-m', 'timm_t2t'], 'timm_t2t'),

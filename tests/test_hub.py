@@ -21,10 +21,10 @@ from safetensors.torch import load_file, save_file
 import timm_t2t  # noqa: F401  registers the models
 from conftest import checkpoint_files, expected_file, golden_case, seeded_checkpoint
 from hub_standin import StandIn
-from timm_t2t import hub
-from timm_t2t.hub import (
-    CheckpointMismatchError, ChecksumError, DownloadError, PretrainedWeightsError, convert_checkpoint)
 from timm_t2t.models.t2t_vit import checkpoint_filter_fn
+from timm_t2t.weights.checkpoint_io import CheckpointMismatchError, ChecksumError, DownloadError, PretrainedWeightsError
+from timm_t2t.weights.convert import convert_checkpoint
+from timm_t2t.weights.download import RELEASE_CHECKSUMS
 
 CASE = golden_case('tiny_release_64')  # t2t_vit_7 stem, narrow backbone, release .pth.tar layout
 RELEASE = checkpoint_files(CASE)[0]
@@ -134,10 +134,10 @@ def test_fallback_to_release_url(server, caches, converted, caplog, repo_state):
     if repo_state == 'repo without weights':
         server.repos[REPO] = {'README.md': b'coming soon'}
     overlay = dict(url=release_url(server))  # the cfg's hf_hub_id stays; the release URL points at the stand-in
-    with caplog.at_level(logging.WARNING, logger='timm_t2t.pretrained'):
+    with caplog.at_level(logging.WARNING, logger='timm_t2t.weights.pretrained'):
         model = timm.create_model(NAME, pretrained=True, pretrained_cfg_overlay=overlay, **KWARGS)
     assert max_diff(model) <= TOL
-    warnings = [r.getMessage() for r in caplog.records if r.name == 'timm_t2t.pretrained']
+    warnings = [r.getMessage() for r in caplog.records if r.name == 'timm_t2t.weights.pretrained']
     assert len(warnings) == 1 and '\n' not in warnings[0]
     assert REPO in warnings[0] and release_url(server) in warnings[0]
     assert release_cached(caches) and not partial_files(caches)
@@ -199,7 +199,7 @@ def test_partial_hub_downloads_are_discarded_unless_in_progress(tmp_path):
     that another process is still writing (it holds huggingface_hub's lock for that blob)."""
     from filelock import FileLock
 
-    from timm_t2t.download import discard_partial_downloads
+    from timm_t2t.weights.download import discard_partial_downloads
     blobs_dir = tmp_path / 'models--org--m' / 'blobs'
     locks_dir = tmp_path / '.locks' / 'models--org--m'
     blobs_dir.mkdir(parents=True)
@@ -229,14 +229,14 @@ def test_release_download_faults(server, caches, no_retry_wait, monkeypatch, fau
     url = release_url(server)
     size = RELEASE.stat().st_size
     if fault == 'truncate known size':
-        monkeypatch.setitem(hub.RELEASE_CHECKSUMS, name, dict(size=size))
+        monkeypatch.setitem(RELEASE_CHECKSUMS, name, dict(size=size))
         server.faults[RELEASE_PATH] = 'truncate'
         error, expect = DownloadError, [f'size {size}', f'size {size // 2}', 'nothing was kept']
     elif fault == 'truncate':  # no published size: the short file is caught when read, then removed
         server.faults[RELEASE_PATH] = 'truncate'
         error, expect = PretrainedWeightsError, ['not a readable checkpoint', 'truncated', 'removed from the cache']
     elif fault == 'checksum':
-        monkeypatch.setitem(hub.RELEASE_CHECKSUMS, name, dict(sha256='0' * 64))
+        monkeypatch.setitem(RELEASE_CHECKSUMS, name, dict(sha256='0' * 64))
         error, expect = ChecksumError, ['expected ' + '0' * 64, name, 'Nothing was kept']
     elif fault == 'drop':
         server.faults[RELEASE_PATH] = 'drop'

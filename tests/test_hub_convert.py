@@ -15,8 +15,10 @@ from safetensors.torch import load_file, save_file
 import timm_t2t  # noqa: F401  registers the models
 from conftest import checkpoint_files, expected_file, fixture_cases, gmacs_here, golden_case, seeded_checkpoint
 from hub_standin import StandIn
-from timm_t2t import convert, hub, publish
-from timm_t2t.hub import CheckpointMismatchError, PretrainedWeightsError, convert_checkpoint, read_checkpoint
+from timm_t2t.cli import weights as cli_weights
+from timm_t2t.weights import convert, publish
+from timm_t2t.weights.checkpoint_io import CheckpointMismatchError, PretrainedWeightsError, read_checkpoint
+from timm_t2t.weights.convert import convert_checkpoint
 
 TOL = 1e-4
 RELEASE_CASE = golden_case('tiny_release_64')  # t2t_vit_7 stem, narrow backbone, release .pth.tar layout
@@ -97,9 +99,9 @@ def test_convert_384(tmp_path):
     ('t2t_vit_14.in1k', 224, 4.783), ('t2t_vit_t_14.in1k', 224, 6.089), ('t2t_vit_14.in1k_384', 384, 16.37)])
 def test_gmacs_match_spec(name, size, gmacs):
     model = timm.create_model(name, device='meta')
-    assert hub.count_gmacs(model, (3, size, size)) == pytest.approx(gmacs_here(name, gmacs, size), abs=0.002)
+    assert convert.count_gmacs(model, (3, size, size)) == pytest.approx(gmacs_here(name, gmacs, size), abs=0.002)
     with pytest.raises(ValueError, match='meta device'):
-        hub.count_gmacs(timm.create_model('t2t_vit_7', depth=1), (3, 64, 64))
+        convert.count_gmacs(timm.create_model('t2t_vit_7', depth=1), (3, 64, 64))
 
 
 def test_convert_refuses_other_architecture(tmp_path):
@@ -193,13 +195,13 @@ def folder(tmp_path_factory) -> Path:
 
 def push_args(*argv: str) -> argparse.Namespace:
     p = argparse.ArgumentParser()
-    hub.configure_push_parser(p)
+    cli_weights.configure_push_parser(p)
     return p.parse_args(list(argv))
 
 
 def test_push_dry_run(folder, capsys, monkeypatch):
     monkeypatch.setattr(publish, 'HfApi', None)  # a dry run never talks to the Hub
-    assert hub.run_push(push_args(str(folder), '--repo', 'someone/t2t', '--dry-run')) == 0
+    assert cli_weights.run_push(push_args(str(folder), '--repo', 'someone/t2t', '--dry-run')) == 0
     out = capsys.readouterr().out
     assert 'would upload to' in out and 'someone/t2t' in out
     for name in ('model.safetensors', 'config.json', 'README.md'):
@@ -218,7 +220,7 @@ def test_push_uploads_folder(folder, monkeypatch):
             calls.append(('upload_folder', kwargs['repo_id'], kwargs))
 
     monkeypatch.setattr(publish, 'HfApi', FakeApi)
-    files = hub.push_folder(folder, 'someone/t2t')
+    files = publish.push_folder(folder, 'someone/t2t')
     assert [c[:2] for c in calls] == [('create_repo', 'someone/t2t'), ('upload_folder', 'someone/t2t')]
     assert calls[0][2]['exist_ok'] is True and calls[1][2]['folder_path'] == str(folder)
     assert sorted(f[0] for f in files) == ['README.md', 'config.json', 'model.safetensors']
@@ -227,12 +229,12 @@ def test_push_uploads_folder(folder, monkeypatch):
 def test_push_errors(tmp_path, folder):
     (tmp_path / 'config.json').write_text('{}')
     with pytest.raises(FileNotFoundError, match='model.safetensors, README.md') as e:
-        hub.push_folder(tmp_path, 'someone/t2t', dry_run=True)
+        publish.push_folder(tmp_path, 'someone/t2t', dry_run=True)
     assert 'timm-t2t convert' in str(e.value)
     with pytest.raises(ValueError, match='ORG/NAME'):
-        hub.push_folder(folder, 'no-slash', dry_run=True)
+        publish.push_folder(folder, 'no-slash', dry_run=True)
     with pytest.raises(ValueError, match='--all'):
-        hub.run_push(push_args('--all', '--repo', 'a/b'))
+        cli_weights.run_push(push_args('--all', '--repo', 'a/b'))
 
 
 def test_publish_all_dry_run(tmp_path, monkeypatch, capsys):
@@ -250,8 +252,8 @@ def test_publish_all_dry_run(tmp_path, monkeypatch, capsys):
         monkeypatch.setattr(publish, 'HfApi', None)
         work = tmp_path / 'work'
         args = push_args('--all', '--org', 'someone', '--work-dir', str(work), '--dry-run', '--quiet')
-        assert hub.run_push(args) == 0
-        assert hub.run_push(args) == 0
+        assert cli_weights.run_push(args) == 0
+        assert cli_weights.run_push(args) == 0
         assert server.count('GET', '/main/71.7_T2T_ViT_7.pth.tar') == 1
     finally:
         server.stop()
@@ -274,10 +276,10 @@ def test_publish_all_dry_run(tmp_path, monkeypatch, capsys):
 
 
 def test_release_urls_cover_all_checkpoints():
-    urls = hub.release_urls()
+    urls = convert.release_urls()
     assert len(urls) == 11 and urls['t2t_vit_24.tl_in1k'].endswith('/84.2_T2T_ViT_24.pth.tar')
     assert urls['t2t_vit_14.in1k_384'].endswith('/83.3_T2T_ViT_14.pth.tar')
-    assert set(urls) == set(hub.RELEASE_ACCURACY)
+    assert set(urls) == set(convert.RELEASE_ACCURACY)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -354,7 +356,7 @@ def test_token_labeling_conversion(tl_checkpoint, tmp_path):
 
 
 # Conversion writes Hub folders for released weights only (t2t_vit_14_resnext and _wide have none).
-RELEASED_CASES = [c for c in fixture_cases() if hub.release_urls().keys() & {f"{c['arch']}.{t}" for t in ('in1k',)}]
+RELEASED_CASES = [c for c in fixture_cases() if convert.release_urls().keys() & {f"{c['arch']}.{t}" for t in ('in1k',)}]
 
 
 @pytest.mark.parametrize('case', RELEASED_CASES, ids=[c['id'] for c in RELEASED_CASES])

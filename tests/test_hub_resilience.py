@@ -20,8 +20,8 @@ from huggingface_hub.file_download import repo_folder_name
 from test_hub import (  # noqa: F401  (fixtures: converted, server, caches)
     KWARGS, NAME, RELEASE_PATH, REPO, TOL, WEIGHTS, blobs, caches, converted, max_diff, partial_files,
     publish, release_cached, release_url, server)
-from timm_t2t.checkpoint import DownloadError, PretrainedWeightsError
-from timm_t2t.download import discard_cached_hub_file
+from timm_t2t.weights.checkpoint_io import DownloadError, PretrainedWeightsError
+from timm_t2t.weights.download import discard_cached_hub_file
 
 FAST = 5.0  # seconds an unreachable Hub may take to answer
 
@@ -92,11 +92,11 @@ def test_unreachable_hub_loads_cached_copies_at_once(server, caches, converted, 
     for overlay, cached in ((None, 'the cached timm-t2t/t2t_vit_7.in1k'), (fallback, 'the cached release file')):
         caplog.clear()
         start = time.monotonic()
-        with caplog.at_level(logging.WARNING, logger='timm_t2t.pretrained'):
+        with caplog.at_level(logging.WARNING, logger='timm_t2t.weights.pretrained'):
             model = timm.create_model(NAME, pretrained=True, pretrained_cfg_overlay=overlay, **KWARGS)
         assert time.monotonic() - start <= FAST
         assert max_diff(model) <= TOL
-        lines = [r.getMessage() for r in caplog.records if r.name == 'timm_t2t.pretrained']
+        lines = [r.getMessage() for r in caplog.records if r.name == 'timm_t2t.weights.pretrained']
         assert len(lines) == 1 and '\n' not in lines[0]
         assert f'{endpoint} cannot be reached' in lines[0] and cached in lines[0]
     assert 'Retry' not in ''.join(capfd.readouterr())
@@ -105,7 +105,7 @@ def test_unreachable_hub_loads_cached_copies_at_once(server, caches, converted, 
 CLI_SCRIPT = """
 import sys, time
 import timm, timm_t2t
-from timm_t2t.cli import main
+from timm_t2t.cli.main import main
 start = time.monotonic()
 rc = main(['predict', sys.argv[1], '--model', 't2t_vit_7'])
 print(f'{time.monotonic() - start:.2f}')

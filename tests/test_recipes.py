@@ -14,7 +14,7 @@ import yaml
 
 import timm
 import timm_t2t  # registers the models
-from timm_t2t import cli
+from timm_t2t.cli.main import main
 from timm_t2t.recipes import RECIPES_DIR as RECIPES, list_recipes, recipe_path
 SCRIPTS_DIR = os.environ.get('TIMM_SCRIPTS_DIR')
 # Token-labeling weights were trained with the TokenLabeling code base (dense teacher labels, auxiliary head), which
@@ -131,22 +131,22 @@ def test_unknown_recipe_says_what_exists(name, message):
 
 
 def test_cli_recipes_lists_names_and_paths(capsys):
-    assert cli.main(['recipes']) == 0
+    assert main(['recipes']) == 0
     rows = [line.split() for line in capsys.readouterr().out.splitlines()]
     assert {name: Path(path) for name, path in rows} == list_recipes()
-    assert cli.main(['recipes', '--json']) == 0
+    assert main(['recipes', '--json']) == 0
     assert {k: Path(v) for k, v in json.loads(capsys.readouterr().out).items()} == list_recipes()
 
 
 def test_cli_recipe_prints_one_path_for_train_py_config(capsys):
-    assert cli.main(['recipes', 't2t_vit_14.in1k']) == 0
+    assert main(['recipes', 't2t_vit_14.in1k']) == 0
     out = capsys.readouterr().out
     assert out == f"{RECIPES / 't2t_vit_14.in1k.yaml'}\n"  # nothing else: `--config "$(timm-t2t recipes NAME)"`
     assert _load(Path(out.strip()))['model'] == 't2t_vit_14'
 
 
 def test_cli_unknown_recipe_is_one_line_exit_2(capsys):
-    assert cli.main(['recipes', 't2t_vit_99']) == 2
+    assert main(['recipes', 't2t_vit_99']) == 2
     captured = capsys.readouterr()
     assert captured.out == ''
     err = captured.err.strip()

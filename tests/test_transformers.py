@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 import timm_t2t  # noqa: F401  registers the models
 from conftest import checkpoint_files, expected_file, golden_case
-from timm_t2t.convert import convert_checkpoint
+from timm_t2t.weights.convert import convert_checkpoint
 
 transformers = pytest.importorskip('transformers')  # a test extra: pip install -e '.[test]'
 

@@ -1,37 +1,76 @@
-"""The weights code: one job per module, no import cycle, a torch-free command-line side, the old names still there."""
+"""The package laid out by job: models <- weights <- bench <- cli, no import cycle, no re-export shim, a torch-free
+command-line side, and loading code that does not import the model back."""
 import ast
+import sys
 from pathlib import Path
 from typing import Dict, Set
 
 import timm_t2t
-from timm_t2t import cli_weights
+from timm_t2t.cli import weights as cli_weights
+from timm_t2t.cli.main import DELEGATED
 from timm_t2t.models import t2t_vit
 
 PACKAGE = Path(timm_t2t.__file__).parent
-WEIGHTS_MODULES = ('checkpoint', 'download', 'pretrained', 'convert', 'publish', 'cli_weights', 'hub')
+# Each layer may import only from the layers before it (lazily, inside functions, included).
+LAYERS = ('timm_t2t.models', 'timm_t2t.weights', 'timm_t2t.bench', 'timm_t2t.cli')
+JOB_PACKAGES = ('weights', 'cli', 'bench')
+HEAVY = {'torch', 'timm', 'torchvision', 'numpy', 'PIL', 'huggingface_hub', 'safetensors', 'tqdm'}
 
 
-def package_imports(module: str, top_level_only: bool = False) -> Set[str]:
-    """Modules of timm_t2t that `module` imports (relative imports; also inside functions unless top_level_only)."""
-    tree = ast.parse((PACKAGE / f'{module}.py').read_text())
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix('').parts
+    return '.'.join(parts[:-1] if parts[-1] == '__init__' else parts)
+
+
+MODULES = {module_name(p): p for p in PACKAGE.rglob('*.py')}
+
+
+def _imports(module: str, top_level_only: bool) -> Dict[str, Set[str]]:
+    """{'package': modules of timm_t2t that `module` imports, 'external': top-level names of the others}."""
+    path = MODULES[module]
+    package = module if path.name == '__init__.py' else module.rpartition('.')[0]
+    tree = ast.parse(path.read_text())
     nodes = tree.body if top_level_only else list(ast.walk(tree))
-    found = set()
+    found: Dict[str, Set[str]] = {'package': set(), 'external': set()}
     for node in nodes:
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            if node.module:
-                found.add(node.module)
-            else:  # `from . import x`: x may be a module
-                found.update(a.name for a in node.names if (PACKAGE / f'{a.name}.py').exists())
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                kind = 'package' if alias.name.split('.')[0] == 'timm_t2t' else 'external'
+                found[kind].add(alias.name if kind == 'package' else alias.name.split('.')[0])
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.rsplit('.', node.level - 1)[0] if node.level > 1 else package
+                target = f'{base}.{node.module}' if node.module else base
+            elif node.module.split('.')[0] == 'timm_t2t':
+                target = node.module
+            else:
+                found['external'].add(node.module.split('.')[0])
+                continue
+            # `from . import x` and `from .pkg import mod`: the names may be modules themselves
+            found['package'].update(f'{target}.{a.name}' for a in node.names if f'{target}.{a.name}' in MODULES)
+            if target in MODULES:
+                found['package'].add(target)
     return found
 
 
-def graph() -> Dict[str, Set[str]]:
-    return {p.stem: package_imports(p.stem) for p in PACKAGE.glob('*.py') if p.stem != '__init__'}
+def package_imports(module: str, top_level_only: bool = False) -> Set[str]:
+    """Modules of timm_t2t that `module` imports (also inside functions unless top_level_only)."""
+    return _imports(module, top_level_only)['package']
+
+
+def closure(module: str, top_level_only: bool = False) -> Set[str]:
+    seen, todo = set(), [module]
+    while todo:
+        for dep in package_imports(todo.pop(), top_level_only):
+            if dep not in seen:
+                seen.add(dep)
+                todo.append(dep)
+    return seen
 
 
 def test_no_import_cycle():
-    edges = graph()
-    # `cli` <-> `demo`/`bench` by name only: the command line imports them through DELEGATED (importlib), not here.
+    # The command line reaches `cli.demo_run` and the benchmarks by name only (DELEGATED, importlib), not here.
+    edges = {m: package_imports(m) for m in MODULES}
     seen: Dict[str, int] = {}
 
     def visit(node: str, path: tuple) -> None:
@@ -47,47 +86,47 @@ def test_no_import_cycle():
         visit(module, ())
 
 
+def test_dependencies_point_one_way():
+    """models <- weights <- bench <- cli: no layer imports a later one (the model loads its weights lazily)."""
+    for i, layer in enumerate(LAYERS):
+        later = LAYERS[i + 1:]
+        for module in (m for m in MODULES if m == layer or m.startswith(layer + '.')):
+            top_level = layer == 'timm_t2t.models'  # the model imports `weights.pretrained` inside the function
+            bad = {d for d in package_imports(module, top_level) if d.startswith(later)}
+            assert not bad, f'{module} imports {sorted(bad)}'
+    # ... and what the model imports from outside its package, lazily, is the loading code alone
+    outside = {d for d in package_imports('timm_t2t.models.t2t_vit') if not d.startswith('timm_t2t.models')}
+    assert outside == {'timm_t2t.weights.pretrained'}, outside
+
+
 def test_loading_code_does_not_import_the_model_module():
     """The model module imports the loading module; only code that needs the model's classes imports it back."""
-    assert 'pretrained' in package_imports('t2t_vit', top_level_only=True)
-    for module in ('checkpoint', 'download', 'pretrained'):
-        closure, todo = set(), [module]
-        while todo:
-            for dep in package_imports(todo.pop()):
-                if dep not in closure:
-                    closure.add(dep)
-                    todo.append(dep)
-        assert 't2t_vit' not in closure and 'hub' not in closure, (module, closure)
+    for module in ('checkpoint_io', 'download', 'pretrained'):
+        found = closure(f'timm_t2t.weights.{module}')
+        assert not {m for m in found if m.startswith('timm_t2t.models')} and 'timm_t2t' not in found, (module, found)
 
 
-def test_modules_are_small():
-    for module in WEIGHTS_MODULES:
-        lines = len((PACKAGE / f'{module}.py').read_text().splitlines())
-        assert lines <= 400, f'{module}.py has {lines} lines'
+def test_layout_has_no_shims_and_small_modules():
+    """One job per module: the package `__init__`s of the jobs hold a docstring only, the re-export shim is gone,
+    and the weights modules stay small."""
+    assert not (PACKAGE / 'hub.py').exists()
+    for package in JOB_PACKAGES:
+        body = ast.parse((PACKAGE / package / '__init__.py').read_text()).body
+        assert len(body) == 1 and isinstance(body[0].value, ast.Constant), f'{package}/__init__.py: docstring only'
+    for module, path in MODULES.items():
+        if module.startswith('timm_t2t.weights') or module == 'timm_t2t.cli.weights':
+            lines = len(path.read_text().splitlines())
+            assert lines <= 400, f'{path.relative_to(PACKAGE)} has {lines} lines'
 
 
 def test_command_line_side_is_torch_free():
-    """`cli_weights` builds the convert / push parsers without torch or timm; the work is imported when a command
-    runs."""
-    tree = ast.parse((PACKAGE / 'cli_weights.py').read_text())
-    top = set()
-    for node in tree.body:
-        if isinstance(node, ast.Import):
-            top.update(a.name.split('.')[0] for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            top.add('.' * node.level + (node.module or '').split('.')[0])
-    assert top <= {'argparse', 'ast', 'pathlib', 'typing', '.cli_args'}, top  # cli_args: torch-free too
+    """Everything the parser is built from (every `cli` module but the demo itself, which runs only when chosen)
+    imports no torch, timm or other heavy package at module level; the work is imported when a command runs."""
+    parser_modules = {'timm_t2t.cli.main'} | {spec[0] for spec in DELEGATED.values()}
+    parser_side = parser_modules.union(*(closure(m, top_level_only=True) for m in parser_modules))
+    assert {m for m in MODULES if m.startswith('timm_t2t.cli.')} - parser_side == {'timm_t2t.cli.demo_run'}
+    assert 'timm_t2t.bench.defaults' in parser_side  # the benchmarks' default lists, for `bench --help`
+    for module in sorted(parser_side):
+        external = _imports(module, top_level_only=True)['external']
+        assert external <= set(sys.stdlib_module_names) and not external & HEAVY, (module, external)
     assert cli_weights.HF_HUB_NAMESPACE == t2t_vit.HF_HUB_NAMESPACE
-
-
-def test_old_names_are_re_exported():
-    """What the README, the tests, the command line and bench.py import from `timm_t2t.hub`."""
-    from timm_t2t import hub
-    for name in ('PretrainedWeightsError', 'DownloadError', 'ChecksumError', 'CheckpointMismatchError',
-                 'read_checkpoint', 'check_state_dict', 'download_release', 'release_urls', 'build_pretrained',
-                 'convert_checkpoint', 'ConversionResult', 'push_folder', 'publish_all', 'count_gmacs',
-                 'cached_hub_weights', 'cached_release', 'RELEASE_ACCURACY', 'RELEASE_CHECKSUMS',
-                 'configure_convert_parser', 'run_convert', 'configure_push_parser', 'run_push'):
-        assert hasattr(hub, name), name
-    from timm_t2t.bench import count_gmacs
-    assert count_gmacs is hub.count_gmacs

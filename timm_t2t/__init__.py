@@ -4,8 +4,8 @@ Importing this package registers the `t2t_vit_*` architectures and their pretrai
 `timm.create_model('t2t_vit_14', pretrained=True)` works like for any model timm ships.
 
 One exception keeps the command line instant: when the package is imported to start `timm-t2t` (the console script or
-`python -m timm_t2t`), the model module is not imported here; `timm_t2t.cli` imports it before any command that needs
-the models, and the names below load on first access (`timm_t2t._launch`).
+`python -m timm_t2t`), the model module is not imported here; `timm_t2t.cli.main` imports it before any command that
+needs the models, and the names below load on first access (`timm_t2t._launch`).
 """
 from typing import Any
 

@@ -5,12 +5,12 @@ pay. Both ways of starting the command line import the package before any of its
 
 * `python -m timm_t2t ...`: runpy imports the package to find `timm_t2t.__main__`; while it does, `sys.argv[0]` is
   `'-m'` (documented for `-m`) and `sys.orig_argv` holds the module name;
-* the `timm-t2t` console script (`from timm_t2t.cli import main`): `sys.argv[0]` is the script, `.../timm-t2t` (pip's
-  Windows launchers add `.exe` or `-script.py`).
+* the `timm-t2t` console script (`from timm_t2t.cli.main import main`): `sys.argv[0]` is the script, `.../timm-t2t`
+  (pip's Windows launchers add `.exe` or `-script.py`).
 
-In those two cases the package skips the model import, and the command line imports `timm_t2t.t2t_vit` itself before
-it runs any command that needs the models (`timm_t2t.cli.main`). Everything else, `python -m timm_t2t.run` included,
-gets the registering import as before.
+In those two cases the package skips the model import, and the command line imports `timm_t2t.models.t2t_vit` itself
+before it runs any command that needs the models (`timm_t2t.cli.main.main`). Everything else, `python -m timm_t2t.run`
+included, gets the registering import as before.
 """
 import re
 import sys
@@ -19,8 +19,8 @@ from typing import Optional, Sequence
 __all__ = ['started_as_command_line']
 
 CONSOLE_SCRIPT = 'timm-t2t'
-# `python -m` targets that run the command line: the package (its __main__) and the cli module itself
-CLI_MODULES = ('timm_t2t', 'timm_t2t.__main__', 'timm_t2t.cli')
+# `python -m` targets that run the command line: the package (its __main__) and the command line's main module itself
+CLI_MODULES = ('timm_t2t', 'timm_t2t.__main__', 'timm_t2t.cli.main')
 _OPTIONS_WITH_VALUE = 'XW'  # interpreter options that take a value: -X importtime, -W error
 _LAUNCHER_SUFFIX = re.compile(r'(-script\.pyw?|\.exe)$')
 

@@ -7,9 +7,9 @@ from huggingface_hub.utils import tqdm as hf_tqdm
 
 import timm
 
-from .checkpoint import PathLike, file_digest
+from ..models.t2t_vit import HF_HUB_NAMESPACE
+from .checkpoint_io import PathLike, file_digest
 from .convert import HUB_FILES, convert_checkpoint, release_urls
-from .models.t2t_vit import HF_HUB_NAMESPACE
 
 __all__ = ['push_folder', 'publish_all']
 

@@ -23,10 +23,10 @@ from huggingface_hub.utils import tqdm as hf_tqdm
 import timm
 from timm.models import save_for_hf, split_model_name_tag
 
-from .checkpoint import (
+from ..models.t2t_vit import checkpoint_filter_fn, default_cfgs
+from .checkpoint_io import (
     PathLike, PretrainedWeightsError, check_state_dict, describe_layout, file_digest, read_checkpoint)
 from .download import download_release
-from .models.t2t_vit import checkpoint_filter_fn, default_cfgs
 
 __all__ = [
     'TOLERANCE', 'HUB_FILES', 'RELEASE_ACCURACY', 'release_urls', 'ConversionResult', 'convert_checkpoint',
@@ -273,7 +273,7 @@ def model_card(
         model_kwargs: Optional[Dict[str, Any]] = None,
 ) -> str:
     """The README.md of a converted folder: Hub metadata (YAML) and a short card."""
-    from . import __version__
+    from .. import __version__
     arch, tag = split_model_name_tag(name)
     res = tuple(model.pretrained_cfg['input_size'][1:])
     aux = getattr(model, 'aux_head', None) is not None

@@ -1,4 +1,5 @@
-"""The `timm-t2t convert` and `timm-t2t push` commands: their arguments here, the work in `convert` / `publish`.
+"""The `timm-t2t convert` and `timm-t2t push` commands: their arguments here, the work in `timm_t2t.weights`
+(`convert`, `publish`).
 
 Deliberately free of torch and timm at module level: building the parser (and `--help`) stays fast; the weights
 modules are imported only when a command runs.
@@ -6,12 +7,12 @@ modules are imported only when a command runs.
 import argparse
 from pathlib import Path
 
-from .cli_args import add_model_kwargs_argument
+from .args import add_model_kwargs_argument
 
 __all__ = ['configure_convert_parser', 'run_convert', 'configure_push_parser', 'run_push']
 
-# The Hub namespace of the released weights; equal to `t2t_vit.HF_HUB_NAMESPACE` (a test checks), repeated here so
-# that the parser needs no torch import.
+# The Hub namespace of the released weights; equal to `timm_t2t.models.t2t_vit.HF_HUB_NAMESPACE` (a test checks),
+# repeated here so that the parser needs no torch import.
 HF_HUB_NAMESPACE = 'timm-t2t'
 
 
@@ -33,7 +34,7 @@ def configure_convert_parser(p: argparse.ArgumentParser) -> None:
 
 def run_convert(args: argparse.Namespace) -> int:
     """Run `timm-t2t convert`; errors are raised with one clear message."""
-    from .convert import convert_checkpoint, release_urls
+    from ..weights.convert import convert_checkpoint, release_urls
     progress = False if args.quiet else None
     if args.all:
         if args.checkpoint or args.model:
@@ -70,7 +71,7 @@ def run_push(args: argparse.Namespace) -> int:
     """Run `timm-t2t push`; errors are raised with one clear message."""
     from huggingface_hub import constants
 
-    from .publish import publish_all, push_folder
+    from ..weights.publish import publish_all, push_folder
     if args.all:
         if args.folder or args.repo:
             raise ValueError('--all publishes every released checkpoint: give no FOLDER or --repo with it.')

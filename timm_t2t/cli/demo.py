@@ -1,7 +1,7 @@
 """The `timm-t2t demo` command's arguments and run sizes.
 
 Deliberately free of torch and timm: building the parser (and `--help`) stays fast; the command line imports the
-demo itself (`timm_t2t.demo.run`) only when the command runs.
+demo itself (`timm_t2t.cli.demo_run.run`) only when the command runs.
 """
 import argparse
 import dataclasses

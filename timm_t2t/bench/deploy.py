@@ -26,9 +26,9 @@ import torch
 
 import timm
 
-from .models import t2t_vit  # noqa: F401  (registers the t2t_vit_* models)
-from .bench import _load_avg, format_quartiles, machine_info, rotate, round_ratios, run_child
-from .cli_bench import DEPLOY_MODELS as MODELS, RUNTIMES  # noqa: F401  (the parser is torch-free: fast --help)
+from ..models import t2t_vit  # noqa: F401  (registers the t2t_vit_* models)
+from .defaults import RUNTIMES
+from .speed import _load_avg, format_quartiles, machine_info, rotate, round_ratios, run_child
 
 EXACT_RUNTIMES = ('onnxruntime', 'openvino-f32')  # float32 runtimes: outputs must match eager within TOLERANCE
 TOLERANCE = 1e-4
@@ -153,7 +153,7 @@ def benchmark_deploy(
             # runtimes (each session keeps one) cannot take cores from it on a small machine.
             log(f'time {runtime} (child process, {rounds} rounds)')
             job = dict(runtime=runtime, models=list(models), dir=tmp, threads=threads, rounds=rounds, min_time=min_time)
-            result, error = run_child('timm_t2t.bench_deploy:_runtime_child', job)
+            result, error = run_child('timm_t2t.bench.deploy:_runtime_child', job)
             if result is None:
                 raise RuntimeError(f'{runtime}: {error}')
             for name, r in result.items():

@@ -20,7 +20,7 @@ from huggingface_hub import constants, get_session, try_to_load_from_cache
 from huggingface_hub.file_download import http_get, repo_folder_name
 from huggingface_hub.utils import WeakFileLock, are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
-from .checkpoint import ChecksumError, DownloadError, PathLike, PretrainedWeightsError, file_digest, first_line
+from .checkpoint_io import ChecksumError, DownloadError, PathLike, PretrainedWeightsError, file_digest, first_line
 
 __all__ = [
     'RELEASE_CHECKSUMS', 'release_cache_dir', 'cached_release', 'download_release', 'cached_hub_weights',

@@ -49,11 +49,12 @@ import torch.nn.functional as F
 
 import timm
 
-from .models import t2t_vit  # noqa: F401  (registers the t2t_vit_* models)
-from .cli_bench import COMPARATORS_224, VIT_MODELS, VIT_PYTORCH_T2T_14, configure_parser  # noqa: F401  (re-exported)
-from .hub import count_gmacs
+from ..models import t2t_vit  # noqa: F401  (registers the t2t_vit_* models)
+from ..weights.convert import count_gmacs
+from .defaults import COMPARATORS_224, VIT_MODELS, VIT_PYTORCH_T2T_14
 
-# Model lists and the parser are in the torch-free `cli_bench` (fast `--help`); vit-pytorch's T2TViT is built as below.
+# Model lists are in the torch-free `defaults`, the parser in `timm_t2t.cli.bench` (fast `--help`); vit-pytorch's
+# T2TViT is built as below.
 VIT_PYTORCH_T2T_14_ARGS = dict(num_classes=1000, dim=384, depth=14, heads=6, dim_head=64, mlp_dim=1152)
 
 T2T_MODELS = ('t2t_vit_14', 't2t_vit_t_14', 't2t_vit_7')
@@ -432,7 +433,7 @@ def measure_memory(
     for (model, size), group in groups.items():
         log(f'memory {model} {size}px ({len(group)} case(s), child process)')
         job = dict(threads=threads, amp=runner.amp, seed=runner.seed, cases=[asdict(c) for c in group])
-        result, error = run_child('timm_t2t.bench:_memory_child', job, env)
+        result, error = run_child('timm_t2t.bench.speed:_memory_child', job, env)
         if result is None:
             result = {c.label: error for c in group}
         for case in group:
@@ -754,14 +755,3 @@ def run(args: argparse.Namespace) -> int:
     written = [f'{tag}.md', f'{tag}.json'] + ([f'{tag}.png'] if plotted else [])
     log(f'wrote {", ".join(str(args.out_dir / w) for w in written)}')
     return 0
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """`python -m timm_t2t.bench`."""
-    parser = argparse.ArgumentParser(prog='timm-t2t bench')
-    configure_parser(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == '__main__':
-    sys.exit(main())

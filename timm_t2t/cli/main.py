@@ -28,7 +28,7 @@ import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from .cli_args import add_model_kwargs_argument
+from .args import add_model_kwargs_argument
 
 if TYPE_CHECKING:
     import torch.nn as nn
@@ -43,15 +43,15 @@ EXIT_FAILURE = 1  # anything unexpected
 # of the parser module, or `module:function` to import only when the command runs. Imported only when chosen; the
 # parser modules are free of torch and timm, so `COMMAND --help` is instant.
 DELEGATED: Dict[str, Tuple[str, str, str, str]] = {
-    'demo': ('timm_t2t.cli_demo', 'configure_parser', 'timm_t2t.demo:run',
+    'demo': ('timm_t2t.cli.demo', 'configure_parser', 'timm_t2t.cli.demo_run:run',
              'fine-tune t2t_vit_7 on a generated image set, reload the checkpoint and predict (offline, CPU)'),
-    'convert': ('timm_t2t.cli_weights', 'configure_convert_parser', 'run_convert',
+    'convert': ('timm_t2t.cli.weights', 'configure_convert_parser', 'run_convert',
                 'convert an official checkpoint into a Hub-ready folder, checked against the original'),
-    'push': ('timm_t2t.cli_weights', 'configure_push_parser', 'run_push',
+    'push': ('timm_t2t.cli.weights', 'configure_push_parser', 'run_push',
              'upload converted folders to the Hugging Face Hub'),
-    'bench': ('timm_t2t.cli_bench', 'configure_parser', 'timm_t2t.bench:run',
+    'bench': ('timm_t2t.cli.bench', 'configure_parser', 'timm_t2t.bench.speed:run',
               'benchmark T2T-ViT against timm ViTs (speed, memory)'),
-    'bench-deploy': ('timm_t2t.cli_bench', 'configure_deploy_parser', 'timm_t2t.bench_deploy:run',
+    'bench-deploy': ('timm_t2t.cli.bench', 'configure_deploy_parser', 'timm_t2t.bench.deploy:run',
                      'time the exported models in ONNX Runtime and OpenVINO beside timm ViTs'),
 }
 # Commands that run without the models (no torch or timm import at all).
@@ -111,7 +111,7 @@ def _checkpoint_shapes(path: Path) -> Dict[str, Tuple[int, ...]]:
         except Exception as e:  # safetensors raises its own error type for a bad header
             raise CliError(f'{path} is not a readable safetensors file ({_one_line(e)}): it is probably truncated '
                            f'or not a checkpoint; download or save it again.') from e
-    from .checkpoint import read_checkpoint  # no code from a pickle runs
+    from ..weights.checkpoint_io import read_checkpoint  # no code from a pickle runs
     obj = read_checkpoint(path)
     for key in ('state_dict_ema', 'model_ema', 'state_dict', 'model'):  # the layouts checkpoint_filter_fn accepts
         if isinstance(obj.get(key), dict):
@@ -209,7 +209,7 @@ def load_model(
         model = timm.create_model(
             name, pretrained=True, pretrained_cfg_overlay=overlay or None, features_only=features_only, **kwargs)
     except Exception as e:
-        from .checkpoint import DownloadError
+        from ..weights.checkpoint_io import DownloadError
         if weights is None and isinstance(e, DownloadError):
             raise CliError(f'{_one_line(e)} On the command line: --weights FILE.') from e
         raise
@@ -305,8 +305,8 @@ def _model_rows() -> List[Dict[str, Any]]:
     import timm
     from timm.models import get_pretrained_cfg
 
-    from .convert import RELEASE_ACCURACY, count_gmacs
-    from .download import cached_hub_weights, cached_release
+    from ..weights.convert import RELEASE_ACCURACY, count_gmacs
+    from ..weights.download import cached_hub_weights, cached_release
 
     rows = []
     for arch in timm.list_models(module='t2t_vit'):
@@ -415,7 +415,7 @@ def cmd_features(args: argparse.Namespace) -> int:
 
 def cmd_recipes(args: argparse.Namespace) -> int:
     """Names and paths of the shipped train.py recipes, or one path (no torch or timm import)."""
-    from .recipes import list_recipes, recipe_path
+    from ..recipes import list_recipes, recipe_path
 
     if args.name:
         print(recipe_path(args.name))  # the path alone: `train.py --config "$(timm-t2t recipes NAME)"`
@@ -436,7 +436,7 @@ def cmd_recipes(args: argparse.Namespace) -> int:
 
 def register_models() -> None:
     """Register the T2T-ViT models with timm (imports torch and timm; a no-op once done)."""
-    importlib.import_module('timm_t2t.t2t_vit')
+    importlib.import_module('timm_t2t.models.t2t_vit')
 
 
 def _num(value: Optional[float], digits: int) -> str:
@@ -452,7 +452,7 @@ def _is_user_error(error: BaseException) -> bool:
     if isinstance(error, (CliError, FileNotFoundError, ValueError)):
         return True
     try:
-        from .checkpoint import PretrainedWeightsError
+        from ..weights.checkpoint_io import PretrainedWeightsError
     except Exception:  # the weights module is broken: then nothing it raises is a user error either
         return False
     return isinstance(error, PretrainedWeightsError)
@@ -497,7 +497,7 @@ def _add_delegated(sub: argparse.ArgumentParser, command: str) -> None:
 
 def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     """The argument parser; only the module of `command` (if delegated) is imported to configure it."""
-    from . import __version__
+    from .. import __version__
 
     common = argparse.ArgumentParser(add_help=False)
     # SUPPRESS: a subcommand's default must not overwrite --debug given before the subcommand.

@@ -36,10 +36,10 @@ from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 from timm.utils import random_seed
 
-from .cli import predict_images
-from .cli_demo import QUICK, DemoSettings, configure_parser  # noqa: F401  (re-exported)
+from .demo import QUICK, DemoSettings
+from .main import CliError, predict_images
 
-__all__ = ['configure_parser', 'run', 'draw_texture', 'build_dataset', 'DemoSettings', 'CLASSES']
+__all__ = ['run', 'draw_texture', 'build_dataset', 'CLASSES']
 
 MODEL = 't2t_vit_7'
 # Folder names, which are also the label names; create_dataset indexes classes in sorted folder order.
@@ -205,11 +205,12 @@ def train(
 def hub_unreachable_reason(timeout: float = 3.0) -> Optional[str]:
     """Why the Hugging Face Hub cannot be used right now, or None when it answers within `timeout` seconds.
 
-    Honours HF_HUB_OFFLINE; the probe is the one `pretrained=True` runs (`timm_t2t.download.unreachable_reason`).
+    Honours HF_HUB_OFFLINE; the probe is the one `pretrained=True` runs
+    (`timm_t2t.weights.download.unreachable_reason`).
     """
     from huggingface_hub import constants
 
-    from .download import unreachable_reason
+    from ..weights.download import unreachable_reason
 
     if constants.HF_HUB_OFFLINE:
         return 'HF_HUB_OFFLINE is set'
@@ -218,7 +219,7 @@ def hub_unreachable_reason(timeout: float = 3.0) -> Optional[str]:
 
 
 def _show_pretrained(image: Path, log: Any) -> None:
-    from .download import cached_hub_weights
+    from ..weights.download import cached_hub_weights
 
     reason = hub_unreachable_reason()
     cached = cached_hub_weights(timm.models.get_pretrained_cfg(MODEL).hf_hub_id)
@@ -246,7 +247,6 @@ def _workdir(out: Optional[str]) -> Iterator[Path]:
     if out:
         path = Path(out)
         if path.exists() and any(path.iterdir()):
-            from .cli import CliError
             raise CliError(f'--out {out} exists and is not empty: pass a new or empty folder.')
         path.mkdir(parents=True, exist_ok=True)
         yield path
@@ -260,8 +260,6 @@ def _workdir(out: Optional[str]) -> Iterator[Path]:
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo; returns 0, or 1 if the reloaded checkpoint does not reproduce the trained model."""
-    from .cli import CliError
-
     start = time.perf_counter()
     settings = QUICK if args.quick else DemoSettings()
     if args.epochs is not None:

@@ -23,7 +23,8 @@ from huggingface_hub.utils import EntryNotFoundError, GatedRepoError, LocalEntry
 
 from timm.models import resolve_pretrained_cfg
 
-from .checkpoint import DownloadError, PathLike, PretrainedWeightsError, check_state_dict, first_line, read_checkpoint
+from .checkpoint_io import (
+    DownloadError, PathLike, PretrainedWeightsError, check_state_dict, first_line, read_checkpoint)
 from .download import (
     cached_hub_weights, cached_release, discard_cached_hub_file, discard_cached_release, discard_partial_downloads,
     download_release, release_cache_dir, unreachable_reason, verify_hub_download)

@@ -1,26 +1,15 @@
-"""The `timm-t2t bench` command's arguments (also `benchmarks/bench.py`), and the model lists they default to.
+"""The `timm-t2t bench` and `bench-deploy` commands' arguments (also `benchmarks/bench.py`).
 
 Deliberately free of torch and timm: building the parser (and `--help`) stays fast; the command line imports the
-benchmark itself (`timm_t2t.bench.run`) only when the command runs.
+benchmarks themselves (`timm_t2t.bench.speed.run`, `timm_t2t.bench.deploy.run`) only when a command runs.
 """
 import argparse
 from pathlib import Path
 from typing import Any, Callable, List
 
-__all__ = ['configure_parser', 'configure_deploy_parser', 'COMPARATORS_224', 'DEPLOY_MODELS', 'RUNTIMES', 'VIT_MODELS',
-           'VIT_PYTORCH_T2T_14']
+from ..bench.defaults import COMPARATORS_224, DEPLOY_MODELS, RUNTIMES, VIT_PYTORCH_T2T_14
 
-# vit-pytorch's T2TViT (lucidrains) built like T2T-ViT-14: width 384, 14 blocks, 6 heads of 64, MLP 1152; its
-# T2T layers keep the full unfolded width (no token_dim reduction). 34.60M params, 17.10 GMACs at 224.
-VIT_PYTORCH_T2T_14 = 'vit_pytorch_t2t_14'
-VIT_MODELS = ('vit_small_patch16_224', 'deit_tiny_patch16_224')
-# `timm-t2t bench-deploy`: the default path exported to ONNX beside the ViTs of the same size, in these runtimes.
-DEPLOY_MODELS = ('t2t_vit_14', 't2t_vit_7', *VIT_MODELS)
-RUNTIMES = ('onnxruntime', 'openvino-f32', 'openvino-default')
-COMPARATORS_224 = (
-    't2t_vit_14', 't2t_vit_14:plain', 't2t_vit_t_14', 't2t_vit_t_14:plain', 't2t_vit_7',
-    *VIT_MODELS, VIT_PYTORCH_T2T_14,
-)
+__all__ = ['configure_parser', 'configure_deploy_parser']
 
 
 def _csv(cast: Callable[[str], Any]) -> Callable[[str], List[Any]]:

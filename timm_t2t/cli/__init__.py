@@ -1,0 +1,11 @@
+"""The `timm-t2t` command line (console script `timm_t2t.cli.main:main`, also `python -m timm_t2t`).
+
+* `main`: the parser, the entry point `main`, the `list`, `predict`, `features` and `recipes` commands;
+* `args`: arguments several commands share (`--model-kwargs`);
+* `weights`: the `convert` and `push` commands (the work is in `timm_t2t.weights`);
+* `bench`: the `bench` and `bench-deploy` arguments (the benchmarks are in `timm_t2t.bench`);
+* `demo`: the `demo` command's arguments and run sizes; `demo_run`: the demo itself.
+
+Building the parser imports neither torch nor timm: only `demo_run` imports them at module level, and it is imported
+only when `timm-t2t demo` runs.
+"""
