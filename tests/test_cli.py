@@ -26,8 +26,10 @@ from safetensors.torch import load_file
 import timm_t2t  # noqa: F401  registers the models
 from conftest import gmacs_here, seeded_checkpoint
 from hub_standin import StandIn
-from timm_t2t.cli import demo_run, main as cli
+from timm_t2t.cli import demo_run, listing
 from timm_t2t.cli.demo import QUICK
+from timm_t2t.cli.errors import CliError
+from timm_t2t.cli.main import DELEGATED, main
 
 F7 = seeded_checkpoint('t2t_vit_7')
 F14_D2 = seeded_checkpoint('t2t_vit_14', depth=2)
@@ -55,7 +57,7 @@ ALL_NAMES = set(SPEC) | {'t2t_vit_24.tl_in1k'}
 
 
 def run_cli(capsys, *argv: str) -> Tuple[int, str, str]:
-    rc = cli.main([str(a) for a in argv])
+    rc = main([str(a) for a in argv])
     out, err = capsys.readouterr()
     return rc, out, err
 
@@ -128,7 +130,7 @@ def list_rows(tmp_path_factory) -> Dict[str, Dict[str, Any]]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(constants, 'HF_HUB_CACHE', str(tmp / 'hf'))
         mp.setenv('TORCH_HOME', str(tmp / 'torch'))
-        rows = cli._model_rows()
+        rows = listing._model_rows()
     return {r['name']: r for r in rows}
 
 
@@ -305,16 +307,16 @@ def test_bad_input_one_line(images, tmp_path, capsys, make_argv, message):
 
 
 def test_debug_shows_the_exception(images, tmp_path):
-    with pytest.raises(cli.CliError, match='no such file'):
-        cli.main(['--debug', 'predict', str(tmp_path / 'nope.png'), '--model', 't2t_vit_7'])
-    with pytest.raises(cli.CliError, match='unknown model'):
-        cli.main(['predict', str(images['wide']), '--model', 'nope', '--debug'])
+    with pytest.raises(CliError, match='no such file'):
+        main(['--debug', 'predict', str(tmp_path / 'nope.png'), '--model', 't2t_vit_7'])
+    with pytest.raises(CliError, match='unknown model'):
+        main(['predict', str(images['wide']), '--model', 'nope', '--debug'])
 
 
 def test_unexpected_error_says_so(monkeypatch, capsys):
     def broken(args):
         raise ZeroDivisionError('boom')
-    monkeypatch.setattr(cli, 'cmd_list', broken)
+    monkeypatch.setattr(listing, 'cmd_list', broken)
     rc, _, err = run_cli(capsys, 'list')
     assert rc == 1 and err.count('\n') == 1
     assert 'unexpected error: ZeroDivisionError: boom' in err and '--debug' in err
@@ -322,9 +324,9 @@ def test_unexpected_error_says_so(monkeypatch, capsys):
 
 def test_bad_arguments_are_usage_errors(capsys):
     with pytest.raises(SystemExit) as e:
-        cli.main(['predict', '--model', 't2t_vit_7', '--model-kwargs', 'depth=1', 'image.png'])
+        main(['predict', '--model', 't2t_vit_7', '--model-kwargs', 'depth=1', 'image.png'])
     assert e.value.code == 2 and 'give images before --model-kwargs' in capsys.readouterr().err
-    assert cli.main([]) == 2  # no command: help, exit 2
+    assert main([]) == 2  # no command: help, exit 2
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -335,13 +337,13 @@ def test_bad_arguments_are_usage_errors(capsys):
                                              ('demo', '--quick')])
 def test_delegated_help(command, option, capsys):
     with pytest.raises(SystemExit) as e:
-        cli.main([command, '--help'])
+        main([command, '--help'])
     out = capsys.readouterr().out
     assert e.value.code == 0 and out.startswith(f'usage: timm-t2t {command}') and option in out
 
 
 def test_delegated_module_missing(monkeypatch, capsys):
-    monkeypatch.setitem(cli.DELEGATED, 'bench', ('timm_t2t.no_such_module', 'configure_parser', 'run', 'x'))
+    monkeypatch.setitem(DELEGATED, 'bench', ('timm_t2t.no_such_module', 'configure_parser', 'run', 'x'))
     rc, _, err = run_cli(capsys, 'bench', '--models', 'x')
     assert rc == 2 and '`timm-t2t bench` is unavailable' in err and 'timm_t2t.no_such_module' in err
 

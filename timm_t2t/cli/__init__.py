@@ -1,7 +1,11 @@
 """The `timm-t2t` command line (console script `timm_t2t.cli.main:main`, also `python -m timm_t2t`).
 
-* `main`: the parser, the entry point `main`, the `list`, `predict`, `features` and `recipes` commands;
+* `main`: the parser, the entry point `main`, dispatch and error handling, the delegated commands;
 * `args`: arguments several commands share (`--model-kwargs`);
+* `errors`: `CliError` (bad input, exit code 2) and the exit codes;
+* `loading`: the model of a command, from a name or a `--weights` file;
+* `predict`: the `predict` and `features` commands;
+* `listing`: the `list` and `recipes` commands;
 * `weights`: the `convert` and `push` commands (the work is in `timm_t2t.weights`);
 * `bench`: the `bench` and `bench-deploy` arguments (the benchmarks are in `timm_t2t.bench`);
 * `demo`: the `demo` command's arguments and run sizes; `demo_run`: the demo itself.

@@ -37,7 +37,8 @@ from timm.scheduler import create_scheduler_v2
 from timm.utils import random_seed
 
 from .demo import QUICK, DemoSettings
-from .main import CliError, predict_images
+from .errors import CliError
+from .predict import predict_images
 
 __all__ = ['run', 'draw_texture', 'build_dataset', 'CLASSES']
 
