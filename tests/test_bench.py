@@ -50,7 +50,7 @@ def test_run_writes_table_json_and_plot(tmp_path: Path, capsys: pytest.CaptureFi
     by_key = {(r['model'], r['img_size'], r['mode']): r for r in rows}
     assert by_key[('t2t_vit_7', 64, 'infer')]['gmacs'] == by_key[('t2t_vit_7:plain', 64, 'infer')]['gmacs']
     # Every CPU target is listed; none of their cases ran here.
-    assert [t['result'] for t in report['targets']] == ['not measured'] * 11
+    assert [t['result'] for t in report['targets']] == ['not measured'] * 8
     # Training rows count the activations kept for backward; inference rows have none.
     assert all((r['saved_mb'] > 0) == (r['mode'] == 'train') for r in rows if r['saved_mb'] is not None)
     assert all(r['saved_mb'] is not None for r in rows if r['mode'] == 'train')
@@ -58,7 +58,7 @@ def test_run_writes_table_json_and_plot(tmp_path: Path, capsys: pytest.CaptureFi
 
     table = (tmp_path / 'smoke.md').read_text()
     assert '| model | res | batch | mode |' in table and '| t2t_vit_7:plain | 64 | 2 | train |' in table
-    target_row = ('| t2t_vit_7 / deit_tiny_patch16_224 infer images/s, 224px b8 | — | — | — | >= 1.00x '
+    target_row = ('| t2t_vit_7 / deit_tiny_patch16_224 infer images/s, 224px b8 | — | — | — | >= 0.88x '
                   '| not measured |')
     assert target_row in table
     assert table in capsys.readouterr().out
@@ -87,35 +87,31 @@ def test_targets_use_same_run_ratios() -> None:
     t14 = speed.Case('t2t_vit_14', 224, 8, 'infer')
     vit = speed.Case('vit_small_patch16_224', 224, 8, 'infer')
     t7, deit = speed.Case('t2t_vit_7', 224, 32, 'infer'), speed.Case('deit_tiny_patch16_224', 224, 32, 'infer')
-    # Seconds per step in 3 rounds. t2t_vit_14: best rounds 0.40 s vs 0.38 s -> 0.95, but per-round ratios 0.8, 0.95,
-    # 0.867 -> median 0.867: the median is judged (FAIL at >= 0.95), the best-round ratio reported beside it.
-    # t2t_vit_7: per-round ratios 1.0, 0.96, 0.9 -> median 0.96 (pass at >= 0.95) although its best round is 0.9.
-    times = {t14: [0.5, 0.4, 0.45], vit: [0.4, 0.38, 0.39], t7: [1.0, 1.0, 1.0], deit: [1.0, 0.96, 0.9]}
+    # Seconds per step in 3 rounds. t2t_vit_14: per-round ratios 0.8, 0.844, 0.929 -> median 0.844: the median is
+    # judged (FAIL at >= 0.86) although the best rounds give 0.38 / 0.42 = 0.905; the best-round ratio is reported.
+    # t2t_vit_7: per-round ratios 0.7, 0.72, 0.6 -> median 0.7 (pass at >= 0.70) although its best round is 0.6.
+    times = {t14: [0.5, 0.45, 0.42], vit: [0.4, 0.38, 0.39], t7: [1.0, 1.0, 1.0], deit: [0.7, 0.72, 0.6]}
     rows = [
-        dict(model='t2t_vit_14', img_size=224, batch_size=16, mode='train', peak_mb=1400.0, saved_mb=1100.0),
-        dict(model='t2t_vit_t_14', img_size=224, batch_size=16, mode='train', peak_mb=1400.0, saved_mb=1200.0),
-        dict(model='vit_small_patch16_224', img_size=224, batch_size=16, mode='train', peak_mb=1000.0,
-             saved_mb=1000.0),
+        dict(model='t2t_vit_14', img_size=224, batch_size=16, mode='train', saved_mb=1300.0),
+        dict(model='vit_small_patch16_224', img_size=224, batch_size=16, mode='train', saved_mb=1000.0),
+        dict(model='t2t_vit_14:gc', img_size=224, batch_size=16, mode='train', saved_mb=300.0),
+        dict(model='vit_small_patch16_224:gc', img_size=224, batch_size=16, mode='train', saved_mb=180.0),
     ]
     targets = {t['label']: t for t in speed.evaluate_targets(rows, times, 'cpu')}
     infer = targets['t2t_vit_14 / vit_small_patch16_224 infer images/s, 224px b8']
-    assert infer['ratio'] == pytest.approx(0.95) and infer['ratio_median'] == pytest.approx(0.39 / 0.45)
+    assert infer['ratio'] == pytest.approx(0.38 / 0.42) and infer['ratio_median'] == pytest.approx(0.38 / 0.45)
     assert infer['result'] == 'FAIL'
-    # Quartiles of the round ratios 0.8, 0.867, 0.95, interpolated between neighbours: 0.833 and 0.908.
-    median = 0.39 / 0.45
-    assert infer['ratio_quartiles'] == pytest.approx([0.8 + 0.5 * (median - 0.8), median + 0.5 * (0.95 - median)])
+    # Quartiles of the round ratios 0.8, 0.844, 0.929, interpolated between neighbours.
+    median, high = 0.38 / 0.45, 0.39 / 0.42
+    assert infer['ratio_quartiles'] == pytest.approx([0.8 + 0.5 * (median - 0.8), median + 0.5 * (high - median)])
     tiny = targets['t2t_vit_7 / deit_tiny_patch16_224 infer images/s, 224px b32']
-    assert tiny['ratio'] == pytest.approx(0.9) and tiny['ratio_median'] == pytest.approx(0.96)
+    assert tiny['ratio'] == pytest.approx(0.6) and tiny['ratio_median'] == pytest.approx(0.7)
     assert tiny['result'] == 'pass'
-    memory = targets['t2t_vit_14 / vit_small_patch16_224 train peak memory, 224px b16']
-    assert memory['ratio'] == pytest.approx(1.4) and memory['result'] == 'FAIL'
     saved = targets['t2t_vit_14 / vit_small_patch16_224 train saved activations, 224px b16']
-    assert saved['ratio'] == pytest.approx(1.1) and saved['result'] == 'pass'
-    saved_t = targets['t2t_vit_t_14 / vit_small_patch16_224 train saved activations, 224px b16']
-    assert saved_t['ratio'] == pytest.approx(1.2) and saved_t['result'] == 'FAIL'
-    assert targets['t2t_vit_7 / deit_tiny_patch16_224 infer images/s, 224px b8']['result'] == 'not measured'
-    # The GPU target is only evaluated on GPU runs.
-    assert len(targets) == 11 and len(speed.evaluate_targets(rows, times, 'cuda')) == 1
+    assert saved['ratio'] == pytest.approx(1.3) and saved['result'] == 'pass'
+    saved_gc = targets['t2t_vit_14:gc / vit_small_patch16_224:gc train saved activations, 224px b16']
+    assert saved_gc['ratio'] == pytest.approx(300 / 180) and saved_gc['result'] == 'FAIL'
+    assert targets['t2t_vit_14 / vit_small_patch16_224 train images/s, 224px b8']['result'] == 'not measured'
 
 
 def test_saved_activation_bytes_counts_what_autograd_keeps() -> None:
