@@ -1,5 +1,6 @@
 """One spelling per option across the `timm-t2t` commands: `--model-kwargs` (timm's train.py spelling; `--model-arg`
-kept as an alias) and `--out` for where a command writes (`--out-dir` of `bench` and `bench-deploy` kept as an alias)."""
+kept as an alias), `--pretrained` / `--no-pretrained` (timm's) and `--out` for where a command writes (`--out-dir` of
+`bench` and `bench-deploy` kept as an alias)."""
 import argparse
 from typing import Dict
 
@@ -21,12 +22,17 @@ def subparsers() -> Dict[str, argparse.ArgumentParser]:
 
 def test_shared_options_have_one_spelling():
     options = {name: {s for a in p._actions for s in a.option_strings} for name, p in subparsers().items()}
+    export = {'export'} & set(DELEGATED)  # a model-building writer too, where the command exists
     with_kwargs = {name for name, opts in options.items() if opts & {'--model-kwargs', '--model-arg'}}
-    assert with_kwargs == {'predict', 'features', 'convert'}
+    assert with_kwargs == {'predict', 'features', 'convert'} | export
     for name in with_kwargs:
         assert {'--model-kwargs', '--model-arg'} <= options[name], name
+    with_pretrained = {name for name, opts in options.items() if opts & {'--pretrained', '--no-pretrained'}}
+    assert with_pretrained == {'predict', 'features'} | export  # timm's spelling: argparse.BooleanOptionalAction
+    for name in with_pretrained:
+        assert {'--pretrained', '--no-pretrained'} <= options[name], name
     writers = {name for name, opts in options.items() if any(o.startswith('--out') for o in opts)}
-    assert writers == {'features', 'demo', 'convert', 'bench', 'bench-deploy'}
+    assert writers == {'features', 'demo', 'convert', 'bench', 'bench-deploy'} | export
     for name in writers:
         assert '--out' in options[name], name
 
@@ -56,6 +62,14 @@ def test_misplaced_positional_names_the_command_positional(capsys):
     with pytest.raises(SystemExit):
         build_parser('convert').parse_args(['convert', '--model-kwargs', 'depth=1', 'ckpt.pth.tar'])
     assert 'give CHECKPOINT before --model-kwargs' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('command', ['predict', 'features'])
+def test_pretrained_flag(command):
+    parse = build_parser(command).parse_args
+    assert parse([command, 'a.png']).pretrained is True
+    assert parse([command, 'a.png', '--no-pretrained']).pretrained is False
+    assert parse([command, 'a.png', '--pretrained']).pretrained is True
 
 
 def test_bench_out_and_out_dir(tmp_path):

@@ -3,7 +3,7 @@ import argparse
 import ast
 from typing import Any, Callable, Tuple
 
-__all__ = ['key_value', 'add_model_kwargs_argument']
+__all__ = ['key_value', 'add_model_kwargs_argument', 'add_pretrained_argument']
 
 
 def key_value(text: str, positional: str = 'positional arguments') -> Tuple[str, Any]:
@@ -47,3 +47,14 @@ def add_model_kwargs_argument(p: argparse.ArgumentParser, help: str, positional:
                    help=help)
     p.add_argument('--model-arg', action='append', type=parse, dest='model_kwargs', default=argparse.SUPPRESS,
                    metavar='KEY=VALUE', help='one KEY=VALUE; the same as --model-kwargs (an older spelling)')
+
+
+def add_pretrained_argument(p: argparse.ArgumentParser) -> None:
+    """`--pretrained` / `--no-pretrained` (timm's spelling, argparse.BooleanOptionalAction) into `args.pretrained`.
+
+    Default on: the model's pretrained tag, or `--weights`. `--no-pretrained` builds the model with random weights, no
+    download and no file: for trying a command offline.
+    """
+    p.add_argument('--pretrained', action=argparse.BooleanOptionalAction, default=True,
+                   help='load the pretrained tag\'s weights (default); --no-pretrained: random weights, nothing '
+                        'downloaded, for trying the command offline (the outputs mean nothing)')

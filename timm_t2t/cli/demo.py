@@ -7,7 +7,10 @@ import argparse
 import dataclasses
 from typing import Optional
 
-__all__ = ['configure_parser', 'DemoSettings', 'QUICK']
+from .errors import CliError
+from .outputs import check_output_dir
+
+__all__ = ['configure_parser', 'check_demo_input', 'DemoSettings', 'QUICK']
 
 
 @dataclasses.dataclass
@@ -28,7 +31,6 @@ class DemoSettings:
 QUICK = DemoSettings(train_per_class=80, val_per_class=20, epochs=4, batch_size=16, depth=2)
 
 
-
 def configure_parser(p: argparse.ArgumentParser) -> None:
     """Arguments of `timm-t2t demo`."""
     p.description = (
@@ -38,8 +40,22 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         'epochs, for CI).')
     p.add_argument('--epochs', type=int, default=None, help=f'training epochs (default {DemoSettings.epochs}, '
                                                             f'--quick {QUICK.epochs})')
-    p.add_argument('--out', metavar='DIR', help='keep the data set and checkpoint in DIR (default: a temporary '
-                                                'folder, removed at the end)')
+    p.add_argument('--out', metavar='DIR', help='keep the data set and checkpoint in DIR, a new or empty folder, '
+                                                'filled when the demo finishes (default: a temporary folder, removed '
+                                                'at the end)')
     p.add_argument('--quick', action='store_true', help='for CI: 2 blocks instead of 7, 400 training images, 4 epochs '
                                                         '(lower accuracy than the full run)')
     p.add_argument('--seed', type=int, default=0, help='seed of the data and the training (default 0)')
+    p.set_defaults(check_input=check_demo_input)
+
+
+def check_demo_input(args: argparse.Namespace) -> None:
+    """The demo's arguments, before torch is imported: `--epochs` and the `--out` folder.
+
+    Raises:
+        CliError: `--epochs` below 1; `--out` a file, a non-empty folder, or a place that cannot be written.
+    """
+    if args.epochs is not None and args.epochs < 1:
+        raise CliError('--epochs must be at least 1.')
+    if args.out:
+        check_output_dir(args.out)

@@ -36,8 +36,8 @@ from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 from timm.utils import random_seed
 
-from .demo import QUICK, DemoSettings
-from .errors import CliError
+from .demo import QUICK, DemoSettings, check_demo_input
+from .outputs import staged_output_dir
 from .predict import predict_images
 
 __all__ = ['run', 'draw_texture', 'build_dataset', 'CLASSES']
@@ -245,12 +245,10 @@ def _show_pretrained(image: Path, log: Any) -> None:
 
 @contextmanager
 def _workdir(out: Optional[str]) -> Iterator[Path]:
+    """The folder to work in: with `out`, a staged folder renamed to `out` at the end (removed if the demo fails)."""
     if out:
-        path = Path(out)
-        if path.exists() and any(path.iterdir()):
-            raise CliError(f'--out {out} exists and is not empty: pass a new or empty folder.')
-        path.mkdir(parents=True, exist_ok=True)
-        yield path
+        with staged_output_dir(Path(out)) as path:
+            yield path
     else:
         path = Path(tempfile.mkdtemp(prefix='timm-t2t-demo-'))
         try:
@@ -262,21 +260,25 @@ def _workdir(out: Optional[str]) -> Iterator[Path]:
 def run(args: argparse.Namespace) -> int:
     """Run the demo; returns 0, or 1 if the reloaded checkpoint does not reproduce the trained model."""
     start = time.perf_counter()
+    check_demo_input(args)  # again for direct calls; the command line ran it before importing torch
     settings = QUICK if args.quick else DemoSettings()
     if args.epochs is not None:
-        if args.epochs < 1:
-            raise CliError('--epochs must be at least 1.')
         settings = dataclasses.replace(settings, epochs=args.epochs)
     log = lambda msg: print(msg, flush=True)  # noqa: E731
     size = settings.img_size
     classes = len(CLASSES)
 
     with _workdir(args.out) as root:
+        final = Path(args.out) if args.out else root
+
+        def shown(path: Path) -> Path:  # where a file will be once the staged folder is renamed to --out
+            return final / path.relative_to(root)
+
         log(f'timm-t2t demo: fine-tune {MODEL} on generated textures, save, reload, predict (offline, CPU, '
             f'{torch.get_num_threads()} threads)')
         folders = build_dataset(root / 'data', settings, seed=args.seed)
         log(f'[1/4] data: {classes} classes ({", ".join(CLASSES)}), {settings.train_per_class * classes} train / '
-            f'{settings.val_per_class * classes} val images of {size}x{size} in {root / "data"}')
+            f'{settings.val_per_class * classes} val images of {size}x{size} in {shown(root / "data")}')
 
         random_seed(args.seed)
         # The input size and labels go into the pretrained cfg: timm derives img_size from it (fixed_input_size),
@@ -300,7 +302,7 @@ def run(args: argparse.Namespace) -> int:
             MODEL, pretrained=True, pretrained_cfg_overlay=dict(file=str(weights), **overlay), **model_kwargs).eval()
         reloaded_acc = _evaluate(reloaded, val_loader)
         extra = ''.join(f', {k}={v!r}' for k, v in model_kwargs.items())
-        log(f'[3/4] checkpoint: {weights} ({weights.stat().st_size / 1e6:.1f} MB) + config.json; reloaded with\n'
+        log(f'[3/4] checkpoint: {shown(weights)} ({weights.stat().st_size / 1e6:.1f} MB) + config.json; reloaded with\n'
             f'      timm.create_model({MODEL!r}, pretrained=True, pretrained_cfg_overlay=dict(file=..., '
             f'input_size=(3, {size}, {size}), crop_pct=1.0, num_classes={classes}, label_names=...){extra})\n'
             f'      val acc of the reloaded model: {reloaded_acc:.1f}% (trained: {accuracies[-1]:.1f}%)')
@@ -316,13 +318,14 @@ def run(args: argparse.Namespace) -> int:
             log(f'      {truth + "/" + path.name:<20} truth {truth:<10} predicted {top["label"]:<10} '
                 f'{100 * top["probability"]:5.1f}%  {"ok" if top["label"] == truth else "WRONG"}')
         if args.out:
-            log(f'      again from the shell: timm-t2t predict {samples[0]} --weights {ckpt_dir}')
+            log(f'      again from the shell: timm-t2t predict {shown(samples[0])} --weights {shown(ckpt_dir)}')
         _show_pretrained(samples[0], log)
 
         chance = 100.0 / classes
-        log(f'Summary: validation accuracy {accuracies[-1]:.1f}% after {settings.epochs} epochs (chance {chance:.0f}%); '
-            f'reloaded checkpoint {reloaded_acc:.1f}%; predictions {correct}/{len(samples)} correct; '
-            f'{time.perf_counter() - start:.0f} s.' + ('' if args.out else ' (--out DIR keeps the data and checkpoint)'))
+        log(f'Summary: validation accuracy {accuracies[-1]:.1f}% after {settings.epochs} epochs '
+            f'(chance {chance:.0f}%); reloaded checkpoint {reloaded_acc:.1f}%; predictions {correct}/{len(samples)} '
+            f'correct; {time.perf_counter() - start:.0f} s.'
+            + ('' if args.out else ' (--out DIR keeps the data and checkpoint)'))
         if not math.isclose(reloaded_acc, accuracies[-1], abs_tol=1e-9):
             print('timm-t2t demo: error: the reloaded checkpoint does not reproduce the trained model\'s accuracy; '
                   'please report it.', file=sys.stderr)

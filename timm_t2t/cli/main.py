@@ -150,6 +150,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.debug:
         logging.basicConfig(level=logging.INFO)
     try:
+        check_input = getattr(args, 'check_input', None)
+        if check_input is not None:  # a command's checks that need no model run first: bad input fails at once
+            check_input(args)
         if args.command not in WITHOUT_MODELS:
             register_models()
         return int(args.func(args) or 0)

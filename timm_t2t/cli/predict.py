@@ -1,45 +1,54 @@
-"""The `timm-t2t predict` and `features` commands: their arguments, image checks, top-k predictions, feature maps.
+"""The `timm-t2t predict` and `features` commands: their arguments, input checks, top-k predictions, feature maps.
 
-Free of torch and timm at module level: building the parser (and `--help`) stays fast.
+Bad input is found in two steps, both before the model is built: `check_predict_input` / `check_features_input` run
+before torch is even imported (numbers, images, `--weights`, `--out`), `loading.load_model` checks what needs timm
+(names, `--model-kwargs`, the checkpoint's keys). Preprocessing follows the model that was built (its input size),
+so `--model-kwargs img_size=...` works. Free of torch and timm at module level: building the parser (and `--help`)
+stays fast.
 """
 import argparse
 import json
-import os
-import tempfile
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from .args import add_model_kwargs_argument
+from .args import add_model_kwargs_argument, add_pretrained_argument
 from .errors import CliError, one_line
-from .loading import load_model
+from .loading import check_weights_argument, load_model
+from .model_options import check_reserved_model_kwargs
+from .outputs import check_output_file, write_file_atomically
 
 if TYPE_CHECKING:
     import torch.nn as nn
     from PIL import Image
 
 __all__ = ['configure_predict_parser', 'configure_features_parser', 'cmd_predict', 'cmd_features', 'open_images',
-           'predict_images']
+           'predict_images', 'model_data_config', 'check_predict_input', 'check_features_input']
 
 WEIGHTS_HELP = ('checkpoint to load instead of the pretrained tag (.safetensors, .pth, .pth.tar, official release '
                 'files, a save_for_hf folder), through the model\'s checkpoint filter')
 MODEL_KWARGS_HELP = ('architecture overrides for timm.create_model, as in timm\'s scripts, e.g. depth=6 (for a '
-                     'checkpoint trained with them)')
+                     'checkpoint trained with them) or img_size=320 (images are then preprocessed at that size); '
+                     'checked against the model\'s arguments before it is built')
+DEFAULT_TOP_K = 5
 
 
 def configure_predict_parser(p: argparse.ArgumentParser) -> None:
     """Arguments of `timm-t2t predict`."""
     p.description = ('Classify images with a T2T-ViT model. Preprocessing follows the model\'s pretrained cfg '
-                     '(timm.data.resolve_model_data_config + create_transform); class names are ImageNet\'s, or a '
-                     'fine-tuned checkpoint\'s own (config.json beside it).')
+                     '(timm.data.resolve_model_data_config + create_transform) at the input size the model was built '
+                     'for; class names are ImageNet\'s, or a fine-tuned checkpoint\'s own (config.json beside it).')
     p.add_argument('images', nargs='+', metavar='IMAGE', help='image files')
     p.add_argument('--model', help='NAME[.TAG], e.g. t2t_vit_14 or t2t_vit_14.in1k_384 (optional when --weights has '
                                    'a config.json beside it)')
     p.add_argument('--weights', metavar='FILE', help=WEIGHTS_HELP)
+    add_pretrained_argument(p)
     add_model_kwargs_argument(p, MODEL_KWARGS_HELP, positional='images')
-    p.add_argument('--top-k', type=int, default=5, help='classes per image (default 5)')
+    p.add_argument('--top-k', type=int, default=None,
+                   help=f'classes per image (default {DEFAULT_TOP_K}; at most the model\'s class count)')
     p.add_argument('--batch-size', type=int, default=8, help='images per forward pass (default 8)')
     p.add_argument('--json', action='store_true', help='machine-readable output')
-    p.set_defaults(func=cmd_predict)
+    p.set_defaults(func=cmd_predict, check_input=check_predict_input)
 
 
 def configure_features_parser(p: argparse.ArgumentParser) -> None:
@@ -49,9 +58,38 @@ def configure_features_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument('image', metavar='IMAGE', help='image file')
     p.add_argument('--model', help='NAME[.TAG] (optional when --weights has a config.json beside it)')
     p.add_argument('--weights', metavar='FILE', help=WEIGHTS_HELP)
+    add_pretrained_argument(p)
     add_model_kwargs_argument(p, MODEL_KWARGS_HELP, positional='the image')
-    p.add_argument('--out', metavar='FILE.safetensors', help='save the maps, keyed by module name')
-    p.set_defaults(func=cmd_features)
+    p.add_argument('--out', metavar='FILE.safetensors', help='save the maps, keyed by module name (checked before the '
+                                                              'model runs; written whole or not at all)')
+    p.set_defaults(func=cmd_features, check_input=check_features_input)
+
+
+def check_predict_input(args: argparse.Namespace) -> None:
+    """Everything of `predict` that needs no model, before torch is imported: numbers, `--weights`, the images.
+
+    Raises:
+        CliError: The first bad argument.
+    """
+    if (args.top_k is not None and args.top_k < 1) or args.batch_size < 1:
+        raise CliError('--top-k and --batch-size must be at least 1.')
+    args.image_paths = open_images(args.images)
+    check_weights_argument(args.weights, args.pretrained)
+    check_reserved_model_kwargs(dict(args.model_kwargs))
+    args.input_checked = True
+
+
+def check_features_input(args: argparse.Namespace) -> None:
+    """Everything of `features` that needs no model, before torch is imported: the image, `--weights`, `--out`.
+
+    Raises:
+        CliError: The first bad argument.
+    """
+    args.image_paths = open_images([args.image])
+    check_weights_argument(args.weights, args.pretrained)
+    check_reserved_model_kwargs(dict(args.model_kwargs))
+    args.out_path = check_output_file(args.out) if args.out else None
+    args.input_checked = True
 
 
 def open_images(paths: Sequence[str]) -> List[Path]:
@@ -100,21 +138,57 @@ def _label_names(model: 'nn.Module') -> Callable[[int], str]:
     return str
 
 
+def _built_input_size(model: 'nn.Module') -> Optional[Tuple[int, int]]:
+    """The (H, W) a fixed-size model was built for (its patch embedding's `img_size`), None for any size."""
+    inner = getattr(model, 'model', model)  # timm's feature extractors keep the model as `.model`
+    if getattr(inner, 'dynamic_img_size', False):
+        return None
+    size = getattr(getattr(inner, 'patch_embed', None), 'img_size', None)
+    if isinstance(size, int):
+        return size, size
+    if isinstance(size, (tuple, list)) and len(size) == 2 and all(isinstance(v, int) for v in size):
+        return int(size[0]), int(size[1])
+    return None
+
+
+def model_data_config(model: 'nn.Module') -> Dict[str, Any]:
+    """timm's data config of a built model (resolve_model_data_config), at the input size the model was built for.
+
+    The pretrained cfg keeps the size of its weights; a model built with `img_size=...` (or from a checkpoint of
+    another size) takes images of its own size, so the transform resizes and crops to that.
+    """
+    from timm.data import resolve_model_data_config
+
+    config = resolve_model_data_config(model)
+    size = _built_input_size(model)
+    if size is not None:
+        config['input_size'] = (config['input_size'][0], *size)
+    return config
+
+
 def predict_images(
         model: 'nn.Module',
         paths: Sequence[Path],
-        top_k: int = 5,
+        top_k: int = DEFAULT_TOP_K,
         batch_size: int = 8,
+        data_config: Optional[Dict[str, Any]] = None,
 ) -> List[Dict[str, Any]]:
-    """Top-k predictions per image, preprocessed as the model's pretrained cfg says (timm's eval transform).
+    """Top-k predictions per image, preprocessed with timm's eval transform for the model (`model_data_config`).
+
+    Args:
+        model: A classifier in eval mode.
+        paths: Image files.
+        top_k: Classes per image; at most the model's class count.
+        batch_size: Images per forward pass.
+        data_config: The preprocessing; default `model_data_config(model)`.
 
     Returns:
         One dict per image: `image`, and `top_k`, a list of {`index`, `label`, `probability`}.
     """
     import torch
-    from timm.data import create_transform, resolve_model_data_config
+    from timm.data import create_transform
 
-    transform = create_transform(**resolve_model_data_config(model))
+    transform = create_transform(**(data_config or model_data_config(model)))
     label = _label_names(model)
     k = min(top_k, model.num_classes)
     results = []
@@ -129,18 +203,34 @@ def predict_images(
     return results
 
 
+def _weights_source(args: argparse.Namespace) -> str:
+    return args.weights or ('random weights, --no-pretrained' if not args.pretrained else 'pretrained weights')
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
-    if args.top_k < 1 or args.batch_size < 1:
-        raise CliError('--top-k and --batch-size must be at least 1.')
-    paths = open_images(args.images)
-    model = load_model(args.model, args.weights, **dict(args.model_kwargs))
-    results = predict_images(model, paths, top_k=args.top_k, batch_size=args.batch_size)
+    """Run `timm-t2t predict`: check, load, classify, print (text or JSON)."""
+    if not getattr(args, 'input_checked', False):  # the command line checks first; a direct call checks here
+        check_predict_input(args)
+    model = load_model(args.model, args.weights, pretrained=args.pretrained, classifier=True,
+                       **dict(args.model_kwargs))
+    classes = model.num_classes
+    top_k = DEFAULT_TOP_K if args.top_k is None else args.top_k
+    if args.top_k is not None and args.top_k > classes:
+        print(f'timm-t2t predict: note: --top-k {args.top_k} is more than the model\'s {classes} classes; showing '
+              f'all {classes}.', file=sys.stderr)
+    if not args.pretrained:
+        print('timm-t2t predict: note: random weights (--no-pretrained): the classes shown mean nothing.',
+              file=sys.stderr)
+    data_config = model_data_config(model)
+    results = predict_images(model, args.image_paths, top_k=min(top_k, classes), batch_size=args.batch_size,
+                             data_config=data_config)
     name = getattr(model, 'pretrained_cfg', {}).get('architecture') or args.model
     if args.json:
-        print(json.dumps(dict(model=name, weights=args.weights, predictions=results), indent=1))
+        print(json.dumps(dict(model=name, weights=args.weights, pretrained=args.pretrained, predictions=results),
+                         indent=1))
         return 0
-    size = model.pretrained_cfg['input_size']
-    print(f'{name} ({args.weights or "pretrained weights"}), input {size[1]}x{size[2]}')
+    size = data_config['input_size']
+    print(f'{name} ({_weights_source(args)}), input {size[1]}x{size[2]}')
     for r in results:
         print(r['image'])
         for p in r['top_k']:
@@ -149,34 +239,28 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_features(args: argparse.Namespace) -> int:
+    """Run `timm-t2t features`: check, load the feature extractor, print every map, save them (`--out`)."""
     import torch
-    from timm.data import create_transform, resolve_model_data_config
+    from timm.data import create_transform
 
-    path = open_images([args.image])[0]
-    out = Path(args.out) if args.out else None
-    if out is not None and not out.parent.is_dir():
-        raise CliError(f'--out {args.out}: folder {out.parent} does not exist; create it first.')
-    model = load_model(args.model, args.weights, features_only=True, **dict(args.model_kwargs))
-    data_cfg = resolve_model_data_config(model)
-    x = create_transform(**data_cfg)(_read_rgb(path)).unsqueeze(0)
+    if not getattr(args, 'input_checked', False):  # the command line checks first; a direct call checks here
+        check_features_input(args)
+    path, out = args.image_paths[0], args.out_path
+    model = load_model(args.model, args.weights, features_only=True, pretrained=args.pretrained,
+                       **dict(args.model_kwargs))
+    x = create_transform(**model_data_config(model))(_read_rgb(path)).unsqueeze(0)
     with torch.inference_mode():
         maps = model(x)
     info = model.feature_info.get_dicts()
     name = model.pretrained_cfg.get('architecture') or args.model
-    print(f'{name}: {len(maps)} feature maps of {path} (input {tuple(x.shape)})')
+    print(f'{name} ({_weights_source(args)}): {len(maps)} feature maps of {path} (input {tuple(x.shape)})')
     for i, (d, m) in enumerate(zip(info, maps)):
         print(f"  {i:>2}  {d['module']:<18} stride {d['reduction']:>2}  {tuple(m.shape)}")
     if out is not None:
         from safetensors.torch import save_file
         tensors = {d['module']: m.contiguous() for d, m in zip(info, maps)}
         meta = dict(model=str(name), image=str(path), input_size=json.dumps(list(x.shape)))
-        # Written beside the target and renamed into place: no half-written file on failure.
-        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f'.{out.name}.', suffix='.partial')
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata=meta)
-            os.replace(tmp, out)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        with write_file_atomically(out) as tmp:  # renamed into place when whole: no half-written file on failure
+            save_file(tensors, str(tmp), metadata=meta)
         print(f'saved {len(tensors)} tensors (keys: the module names above) to {out}')
     return 0

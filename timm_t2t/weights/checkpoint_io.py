@@ -4,18 +4,22 @@
   with `torch.load(weights_only=True)`, `argparse.Namespace` allow-listed; no code from a pickle ever runs.
 * `check_state_dict`: a filtered state dict against a model, with a message that names what differs and what to do.
 
-No import of the model module: the loading code (imported by it) builds on this one.
+No import of the model module: the loading code (imported by it) builds on this one. Files that are not checkpoints
+at all (JSON, text, images, archives, empty files) are named as such, by `file_kinds`.
 """
 import argparse
 import hashlib
 import os
 import pickle
+import re
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import safetensors.torch
 import torch
 import torch.nn as nn
+
+from .file_kinds import CHECKPOINT_TIP, is_t2t_state_dict, sniff_weights_file, summarize_keys
 
 __all__ = [
     'PretrainedWeightsError', 'DownloadError', 'ChecksumError', 'CheckpointMismatchError',
@@ -59,12 +63,17 @@ def read_checkpoint(path: PathLike) -> Dict[str, Any]:
 
     Raises:
         FileNotFoundError: `path` is not a file.
-        PretrainedWeightsError: The file is truncated, corrupted, not a checkpoint, or would need arbitrary code.
+        PretrainedWeightsError: The file is truncated, corrupted, not a checkpoint, or would need arbitrary code. For
+            bytes that do not form a checkpoint (damaged, or another kind of file) its `__cause__` says why; a
+            readable file that is refused has none.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'Checkpoint {path} does not exist or is not a file: check the path.')
     size = path.stat().st_size
+    kind = sniff_weights_file(path)
+    if kind is not None:  # JSON, text, an image, an archive, ...: say so instead of what the unpickler makes of it
+        raise PretrainedWeightsError(kind.message(path)) from ValueError(f'it is {kind.what}')
     try:
         if path.suffix == '.safetensors':
             obj = safetensors.torch.load_file(str(path), device='cpu')
@@ -95,10 +104,12 @@ def read_checkpoint(path: PathLike) -> Dict[str, Any]:
 
 
 def _unreadable(path: Path, size: int, error: BaseException) -> PretrainedWeightsError:
-    first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    text = first_line(error)
+    # The loaders' messages can be bare internal codes (a KeyError '101' from the unpickler): only words are shown.
+    detail = f' ({text})' if re.search(r'[A-Za-z]{3,}', text) and len(text) <= 200 else ''
     return PretrainedWeightsError(
-        f'{path} ({size:,} bytes) is not a readable checkpoint ({first_line}): it is probably truncated or corrupted. '
-        f'Download it again and compare its sha256 with the source.')
+        f'{path} ({size:,} bytes) is not a readable checkpoint{detail}: it is probably truncated or corrupted. '
+        f'Download it again and compare its sha256 with the source; pass {CHECKPOINT_TIP}.')
 
 
 def _unsafe_globals(path: Path) -> List[str]:
@@ -114,7 +125,11 @@ def _classifier_names(model: nn.Module) -> Tuple[str, ...]:
 
 
 def describe_layout(shapes: Dict[str, Sequence[int]]) -> str:
-    """Short description of a T2T-ViT state dict: stem type, width, depth, classes, aux head."""
+    """Short description of a T2T-ViT state dict: stem type, width, depth, classes, aux head; for a state dict of
+    another model family, its key prefixes and classes."""
+    if not is_t2t_state_dict(shapes):
+        classes = _classes_of_foreign(shapes)
+        return f'no T2T-ViT tensors but {summarize_keys(shapes)}' + (f', {classes} classes' if classes else '')
     stem = 'performer' if 'patch_embed.attn1.kqv.weight' in shapes else (
         'transformer' if 'patch_embed.attn1.attn.qkv.weight' in shapes else 'unknown')
     width = shapes['cls_token'][-1] if 'cls_token' in shapes else '?'
@@ -122,6 +137,15 @@ def describe_layout(shapes: Dict[str, Sequence[int]]) -> str:
     classes = shapes['head.weight'][0] if 'head.weight' in shapes else 0
     aux = ', aux_head' if 'aux_head.weight' in shapes else ''
     return f'{stem} stem, embed_dim {width}, depth {depth}, {classes} classes{aux}'
+
+
+def _classes_of_foreign(shapes: Dict[str, Sequence[int]]) -> Optional[int]:
+    """The class count of another family's classifier (`fc`, `head`, `classifier`, ...), when it has a usual one."""
+    for name in ('fc', 'head', 'head.fc', 'classifier', 'last_linear', 'heads.head'):
+        for key in (f'{name}.weight', f'module.{name}.weight'):
+            if len(shapes.get(key, ())) == 2:
+                return shapes[key][0]
+    return None
 
 
 def check_state_dict(state_dict: Dict[str, torch.Tensor], model: nn.Module, source: str) -> None:
@@ -159,7 +183,10 @@ def check_state_dict(state_dict: Dict[str, torch.Tensor], model: nn.Module, sour
     if unexpected:
         parts.append(f'{len(unexpected)} checkpoint tensors have no place in the model, e.g. '
                      f'{", ".join(unexpected[:3])}')
-    if not missing and not resized and all(k.startswith('aux_head.') for k in unexpected):
+    if not is_t2t_state_dict(found):
+        todo = ('it is not a T2T-ViT checkpoint; pass a T2T-ViT checkpoint (`timm-t2t list` names the released '
+                'ones), or load this file with the timm model it was saved from')
+    elif not missing and not resized and all(k.startswith('aux_head.') for k in unexpected):
         todo = ("it carries the token-labeling auxiliary head (aux_head): load it as 't2t_vit_24.tl_in1k' "
                 "or pass use_aux_head=True to keep it")
     elif not unexpected and not resized and all(k.startswith('aux_head.') for k in missing):
