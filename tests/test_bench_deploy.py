@@ -6,17 +6,27 @@ from pathlib import Path
 
 import pytest
 
+from timm_t2t import export
 from timm_t2t.bench import deploy
 from timm_t2t.cli.bench import configure_deploy_parser
 
 
-def test_bench_deploy_writes_rows_targets_and_exactness(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_bench_deploy_writes_rows_targets_and_exactness(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     parser = argparse.ArgumentParser()
     configure_deploy_parser(parser)
     args = parser.parse_args([
         '--models', 't2t_vit_7,deit_tiny_patch16_224', '--runtimes', 'onnxruntime', '--img-size', '64',
         '--batch-size', '2', '--rounds', '1', '--min-time', '0', '--threads', '1', '--out-dir', str(tmp_path)])
+    exported = []
+
+    def spy(model, path, format='onnx', **kwargs):  # the package's one export path (`timm-t2t export`'s)
+        exported.append((Path(path).name, format))
+        return export.export_model(model, path, format, **kwargs)
+
+    monkeypatch.setattr(deploy, 'export_model', spy)
     assert deploy.run(args) == 0
+    assert exported == [('t2t_vit_7.onnx', 'onnx'), ('deit_tiny_patch16_224.onnx', 'onnx')]
     report = json.loads((tmp_path / 'bench-deploy.json').read_text())
     assert [(r['model'], r['runtime']) for r in report['rows']] == [
         ('t2t_vit_7', 'onnxruntime'), ('deit_tiny_patch16_224', 'onnxruntime')]

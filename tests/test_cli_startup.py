@@ -66,6 +66,18 @@ def test_help_version_and_recipes_import_no_torch_or_timm(entry, args):
     assert not imported & HEAVY, f'{entry} {" ".join(args)} imported {sorted(imported & HEAVY)}'
 
 
+@pytest.mark.parametrize('entry', ['python -m timm_t2t', 'timm-t2t'])
+def test_export_help_imports_no_runtime(entry):
+    """`export --help` names its options without importing torch or any deployment runtime (they load when it runs)."""
+    proc = _run_logged(_entry_points()[entry] + ['export', '--help'])
+    assert proc.returncode == 0 and proc.stdout.startswith('usage: timm-t2t export'), proc.stderr[-3000:]
+    for option in ('--format', '--out', '--batch', '--exporter', '--weights', '--no-pretrained', '--img-size',
+                   '--num-classes', '--model-kwargs'):
+        assert option in proc.stdout
+    runtimes = {'onnx', 'onnxscript', 'onnxruntime', 'openvino'}
+    assert not imported_packages(proc.stderr) & (HEAVY | runtimes)
+
+
 def test_python_m_cli_module_help_is_instant_too():
     proc = _run_logged([sys.executable, '-m', 'timm_t2t.cli.main', '--help'])
     assert proc.returncode == 0 and 'usage: timm-t2t' in proc.stdout

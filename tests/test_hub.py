@@ -217,8 +217,8 @@ def test_hub_unreachable(caches, monkeypatch):
     dead = 'http://127.0.0.1:9'
     monkeypatch.setattr(constants, 'ENDPOINT', dead)
     monkeypatch.setattr(constants, 'HUGGINGFACE_CO_URL_TEMPLATE', dead + '/{repo_id}/resolve/{revision}/{filename}')
-    with pytest.raises(DownloadError, match='Could not reach') as e:
-        timm.create_model(NAME, pretrained=True, **KWARGS)
+    with pytest.raises(DownloadError, match='Could not reach') as e:  # the release host is tried too: dead as well
+        timm.create_model(NAME, pretrained=True, pretrained_cfg_overlay=dict(url=dead + RELEASE_PATH), **KWARGS)
     assert dead in str(e.value) and REPO in str(e.value) and 'HF_HUB_OFFLINE' in str(e.value)
     assert not partial_files(caches) and not blobs(caches)
 

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Optional
 
 import pytest
 import timm
@@ -53,6 +54,17 @@ def point_hub_at(monkeypatch, endpoint: str) -> None:
     monkeypatch.setattr(constants, 'HUGGINGFACE_CO_URL_TEMPLATE', endpoint + '/{repo_id}/resolve/{revision}/{filename}')
 
 
+def load_error(url: Optional[str]) -> str:
+    """The error of `pretrained=True` with `url` as the tag's release URL, checked to come as one line within 5 s."""
+    start = time.monotonic()
+    with pytest.raises(DownloadError) as e:
+        timm.create_model(NAME, pretrained=True, pretrained_cfg_overlay=dict(url=url), **KWARGS)
+    elapsed = time.monotonic() - start
+    assert elapsed <= FAST, f'{elapsed:.1f} s'
+    assert '\n' not in str(e.value)
+    return str(e.value)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Fail fast
 
@@ -63,21 +75,27 @@ def point_hub_at(monkeypatch, endpoint: str) -> None:
     ('http://hang.invalid', 'no connection to hang.invalid within 3 s'),
 ])
 def test_unreachable_hub_fails_fast(caches, no_dns, monkeypatch, capfd, endpoint, reason):
+    """Nothing cached, the release host unreachable too (tests/test_release_fallback.py has it answering): one error
+    naming both, within 5 s."""
     endpoint = f'http://127.0.0.1:{closed_port()}' if endpoint == 'closed port' else endpoint
     point_hub_at(monkeypatch, endpoint)
-    start = time.monotonic()
-    with pytest.raises(DownloadError) as e:
-        timm.create_model(NAME, pretrained=True, **KWARGS)
-    elapsed = time.monotonic() - start
-    assert elapsed <= FAST, f'{elapsed:.1f} s'
-    message = str(e.value)
-    assert '\n' not in message
-    for text in (endpoint, reason, REPO, 'not in the Hub cache', str(caches / 'hf'), Path(RELEASE_PATH).name,
-                 'HF_HUB_OFFLINE=1', 'pretrained_cfg_overlay=dict(file=PATH)'):
+    release = f'http://127.0.0.1:{closed_port()}{RELEASE_PATH}'
+    message = load_error(release)
+    for text in (endpoint, reason, release, 'Connection refused', REPO, 'not in the Hub cache', str(caches / 'hf'),
+                 Path(RELEASE_PATH).name, 'HF_HUB_OFFLINE=1', 'pretrained_cfg_overlay=dict(file=PATH)'):
         assert text in message
     out, err = capfd.readouterr()
     assert 'Retry' not in out + err
-    assert not partial_files(caches) and not blobs(caches)
+    assert not partial_files(caches) and not blobs(caches) and not release_cached(caches)
+
+
+def test_unreachable_hub_without_release_url(caches, monkeypatch):
+    """A cfg without a release URL (a Hub-only tag): the error names the Hub alone."""
+    endpoint = f'http://127.0.0.1:{closed_port()}'
+    point_hub_at(monkeypatch, endpoint)
+    message = load_error(None)
+    assert message.startswith(f'Could not reach the Hugging Face Hub at {endpoint} (') and 'release' not in message
+    assert 'HF_HUB_OFFLINE=1' in message and 'pretrained_cfg_overlay=dict(file=PATH)' in message
 
 
 def test_unreachable_hub_loads_cached_copies_at_once(server, caches, converted, monkeypatch, caplog, capfd):
@@ -105,7 +123,11 @@ def test_unreachable_hub_loads_cached_copies_at_once(server, caches, converted, 
 CLI_SCRIPT = """
 import sys, time
 import timm, timm_t2t
+from timm.models import get_pretrained_cfg
 from timm_t2t.cli.main import main
+# The release host too, so that no request leaves the machine: the registered cfg (get_pretrained_cfg gives a copy).
+timm.models._registry._model_pretrained_cfgs['t2t_vit_7'].url = sys.argv[2]
+assert get_pretrained_cfg('t2t_vit_7.in1k').url == sys.argv[2]
 start = time.monotonic()
 rc = main(['predict', sys.argv[1], '--model', 't2t_vit_7'])
 print(f'{time.monotonic() - start:.2f}')
@@ -115,20 +137,23 @@ sys.exit(rc)
 
 @pytest.mark.parametrize('endpoint', ['closed port', 'http://hub.invalid'])
 def test_cli_predict_unreachable_is_one_fast_line(tmp_path, endpoint):
-    """`timm-t2t predict` in its own process with HF_ENDPOINT unreachable: one line, no retries, within 5 s of the
-    command starting (imports excluded: they take the same time with or without network)."""
+    """`timm-t2t predict` in its own process with HF_ENDPOINT and the release host unreachable: one line naming both,
+    no retries, within 5 s of the command starting (imports excluded: they take the same time with or without
+    network)."""
     from PIL import Image
     image = tmp_path / 'image.png'
     Image.new('RGB', (32, 32), (200, 40, 90)).save(image)
     endpoint = f'http://127.0.0.1:{closed_port()}' if endpoint == 'closed port' else endpoint
     env = {k: v for k, v in os.environ.items() if not k.startswith(('HF_', 'HUGGINGFACE_'))}
     env.update(HF_HOME=str(tmp_path / 'hf'), TORCH_HOME=str(tmp_path / 'torch'), HF_ENDPOINT=endpoint)
-    proc = subprocess.run([sys.executable, '-c', CLI_SCRIPT, str(image)], env=env, capture_output=True, text=True,
-                          timeout=300)
+    release = f'http://127.0.0.1:{closed_port()}{RELEASE_PATH}'
+    proc = subprocess.run([sys.executable, '-c', CLI_SCRIPT, str(image), release], env=env, capture_output=True,
+                          text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr
     assert float(proc.stdout.strip()) <= FAST
     assert proc.stderr.count('\n') == 1 and 'Retry' not in proc.stderr and 'Traceback' not in proc.stderr
     assert proc.stderr.startswith(f'timm-t2t predict: error: Could not reach the Hugging Face Hub at {endpoint}')
+    assert f'nor the official release file {release}' in proc.stderr
     assert 'HF_HUB_OFFLINE=1' in proc.stderr and '--weights FILE' in proc.stderr
 
 

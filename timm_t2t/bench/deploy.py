@@ -1,7 +1,8 @@
 """Deployment benchmark: the default path exported to ONNX and timed in ONNX Runtime and OpenVINO, beside timm ViTs.
 
-Every model is exported once with `torch.onnx.export` (dynamic batch; the TorchScript-based exporter at opset 17 by
-default, `--exporter dynamo` for the torch.export-based one at opset 18) and run on the CPU in:
+Every model is exported once by `timm_t2t.export.export_model` (the export of `timm-t2t export`: `torch.onnx.export`,
+dynamic batch; the TorchScript-based exporter at opset 17 by default, `--exporter dynamo` for the torch.export-based
+one at opset 18) and run on the CPU in:
 
 * ONNX Runtime (CPU execution provider, `--threads` intra-op threads);
 * OpenVINO with an f32 inference-precision hint;
@@ -26,12 +27,12 @@ import torch
 
 import timm
 
+from ..export import TOLERANCE, export_model
 from ..models import t2t_vit  # noqa: F401  (registers the t2t_vit_* models)
 from .defaults import RUNTIMES
 from .speed import _load_avg, format_quartiles, machine_info, rotate, round_ratios, run_child
 
 EXACT_RUNTIMES = ('onnxruntime', 'openvino-f32')  # float32 runtimes: outputs must match eager within TOLERANCE
-TOLERANCE = 1e-4
 # (model, reference, runtime, minimum ratio of images/s) of issue 12.
 TARGETS = (
     ('t2t_vit_14', 'vit_small_patch16_224', 'onnxruntime', 0.92),
@@ -43,18 +44,6 @@ TARGETS = (
 )
 
 Session = Callable[[np.ndarray], np.ndarray]
-
-
-def export_onnx(model: torch.nn.Module, path: Path, example: torch.Tensor, exporter: str = 'torchscript') -> None:
-    """Export `model` (eval mode) to `path` with a dynamic batch dimension: opset 17, or 18 for the dynamo exporter
-    (which writes opset-18 Split)."""
-    kwargs: Dict[str, Any] = dict(opset_version=17, input_names=['input'], output_names=['logits'])
-    if exporter == 'dynamo':
-        kwargs.update(dynamo=True, opset_version=18, dynamic_shapes=({0: torch.export.Dim('batch', min=1, max=1024)},))
-    else:
-        kwargs.update(dynamo=False, dynamic_axes={'input': {0: 'batch'}, 'logits': {0: 'batch'}})
-    with torch.no_grad():
-        torch.onnx.export(model, (example,), str(path), **kwargs)
 
 
 def open_runtime(runtime: str, path: Path, threads: int) -> Tuple[Session, str]:
@@ -147,7 +136,8 @@ def benchmark_deploy(
             with torch.no_grad():
                 np.save(Path(tmp) / f'{name}.eager.npy', model(x).numpy())
             log(f'export {name} ({exporter})')
-            export_onnx(model, Path(tmp) / f'{name}.onnx', x[:2] if batch_size > 2 else x.repeat(2, 1, 1, 1), exporter)
+            # Unchecked here: every runtime's child process compares the file's logits with the eager ones.
+            export_model(model, Path(tmp) / f'{name}.onnx', 'onnx', exporter=exporter, verify=False)
         for runtime in runtimes:
             # Each runtime in a fresh process of its own, as a deployment runs it: idle thread pools of the other
             # runtimes (each session keeps one) cannot take cores from it on a small machine.

@@ -4,12 +4,14 @@
     timm-t2t predict IMAGE... --model NAME[.TAG]  top-k classes, preprocessing from the model's pretrained cfg
     timm-t2t features IMAGE --model NAME          shapes of every feature map, optionally saved as safetensors
     timm-t2t recipes [NAME]                       the official training recipes (train.py --config files)
+    timm-t2t export MODEL --out PATH              ONNX or OpenVINO IR, checked in its runtime against the model
     timm-t2t demo                                 fine-tune t2t_vit_7 on generated images, offline, CPU
     timm-t2t convert | push | bench | bench-deploy   weights conversion, Hub publishing, benchmarks
 
 Bad input (a missing or unreadable file, an unknown model or tag, a checkpoint of another architecture) ends with one
 line on stderr and exit code 2; `--debug` shows the traceback instead. Every command is wired in a module of its own
-(`timm_t2t.cli.*`); `demo`, `convert`, `push`, `bench` and `bench-deploy` (DELEGATED) are imported only when chosen.
+(`timm_t2t.cli.*`); `export`, `demo`, `convert`, `push`, `bench` and `bench-deploy` (DELEGATED) are imported only
+when chosen.
 
 Help and `--version` import neither torch nor timm: the command modules import them only inside the commands, and
 `register_models()` imports the model module (which registers the T2T-ViT models with timm) just before a command
@@ -32,6 +34,8 @@ __all__ = ['main', 'build_parser', 'register_models', 'DELEGATED']
 # of the parser module, or `module:function` to import only when the command runs. Imported only when chosen; the
 # parser modules are free of torch and timm, so `COMMAND --help` is instant.
 DELEGATED: Dict[str, Tuple[str, str, str, str]] = {
+    'export': ('timm_t2t.cli.export', 'configure_parser', 'run_export',
+               'export a model to ONNX or OpenVINO IR, checked in its runtime against the model'),
     'demo': ('timm_t2t.cli.demo', 'configure_parser', 'timm_t2t.cli.demo_run:run',
              'fine-tune t2t_vit_7 on a generated image set, reload the checkpoint and predict (offline, CPU)'),
     'convert': ('timm_t2t.cli.weights', 'configure_convert_parser', 'run_convert',
@@ -110,7 +114,7 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog='timm-t2t', description='Tokens-to-Token ViT (T2T-ViT) models for timm: list, predict, features, recipes, '
-                                     'demo, and the weights and benchmark tools.')
+                                     'export, demo, and the weights and benchmark tools.')
     parser.add_argument('--version', action='version', version=f'%(prog)s {__version__}')
     parser.add_argument('--debug', action='store_true', help='show the full traceback of errors and info logs')
     subs = parser.add_subparsers(dest='command', metavar='COMMAND')

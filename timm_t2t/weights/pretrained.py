@@ -3,9 +3,11 @@
 * Hub first, through timm's own loader (`hf_hub_id` of the tag). When the Hub repo (or its weights file) does not
   exist, the official release file is downloaded and converted on load by the model's checkpoint filter.
 * Fail fast: when the Hub cannot be reached at all (name resolution, refused, connect timeout; probed once, about
-  3 s at most), nothing is retried: a cached Hub snapshot or release file is loaded at once with one line saying so,
-  else one error names the endpoint, what is cached and the ways out. Transfers that start keep huggingface_hub's
-  retries.
+  3 s at most), nothing is retried: a cached Hub snapshot or release file is loaded at once with one line saying so;
+  with nothing cached, the tag's official release host is probed the same way (once, about 3 s at most) and, when it
+  answers, the release file is downloaded and loaded with one line saying so. When neither answers, one error names
+  both endpoints, what is cached and the ways out. Transfers that start keep huggingface_hub's retries.
+  `HF_HUB_OFFLINE=1` skips all of this: no network at all, cached copies only.
 * Heal: a cached weights file (Hub blob or release file) that cannot be read is removed from the cache, under the
   lock its downloader takes, and the error says so: the next load downloads it again.
 
@@ -81,8 +83,9 @@ def build_pretrained(build: Callable[..., nn.Module], variant: str, filter_fn: F
     Weight sources follow timm (`state_dict`, `file`, `hf-hub:`/`local-dir:` names, then the cfg's `hf_hub_id`, then
     its `url`). For a cfg `hf_hub_id` whose repo (or weights file) does not exist, the cfg's release `url` is
     downloaded with `download_release` and loaded as a `file`, with a one-line warning. When the Hub cannot be
-    reached, a cached Hub snapshot or release file is loaded at once (one line says so), else one error comes within
-    about 3 s. A cached file that cannot be read is removed from the cache before the error is raised.
+    reached, a cached Hub snapshot or release file is loaded at once (one line says so), else the release file is
+    downloaded when its host answers (one line says so), else one error comes, within about 3 s per endpoint probed.
+    A cached file that cannot be read is removed from the cache before the error is raised.
 
     Args:
         build: `build(pretrained, **kwargs)`, timm's `build_model_with_cfg` bound to the architecture.
@@ -165,7 +168,8 @@ def _build_unreachable(
         cached: Optional[str],
         reason: str,
 ) -> nn.Module:
-    """The Hub is unreachable: the cached snapshot, else the cached release file, else one clear error."""
+    """The Hub is unreachable: the cached snapshot, else the cached release file, else the release file downloaded
+    when its host answers the same one-shot probe, else one clear error naming both endpoints."""
     cache_dir = builder.cache_dir
     if cached:
         _logger.warning(f'{constants.ENDPOINT} cannot be reached ({reason}): loading the cached {hub_id} ({cached}).')
@@ -176,13 +180,26 @@ def _build_unreachable(
                         f'loading the cached release file {release}.')
         return _build_from_release(builder, url)
     hub_cache = cache_dir or constants.HF_HUB_CACHE
-    release_note = (f', nor is its release file {os.path.basename(url)} in {release_cache_dir(cache_dir)}'
-                    if url else '')
+    ways_out = ('Ways out: check the connection, proxy and HF_ENDPOINT; on a machine without network set '
+                'HF_HUB_OFFLINE=1 (cached models then load with no network attempt); or')
+    if not url:
+        raise DownloadError(
+            f'Could not reach the Hugging Face Hub at {constants.ENDPOINT} ({reason}) to download the weights of '
+            f'{hub_id}, and they are not in the Hub cache ({hub_cache}). {ways_out} pass '
+            f'pretrained_cfg_overlay=dict(file=PATH) with a downloaded weights file.')
+    # A network that blocks or cannot resolve the Hub may still reach the release host (a proxy, a regional block):
+    # one probe of it, as for the Hub, before giving up.
+    release_reason = unreachable_reason(url, REACH_TIMEOUT)
+    if release_reason is None:
+        _logger.warning(f'{constants.ENDPOINT} cannot be reached ({reason}) and {hub_id} is not in the Hub cache: '
+                        f'loading the official release file {url} instead, converted on load.')
+        return _build_from_file(builder, download_release(url, cache_dir), url=url)
+    folder = release_cache_dir(cache_dir)
     raise DownloadError(
-        f'Could not reach the Hugging Face Hub at {constants.ENDPOINT} ({reason}) to download the weights of '
-        f'{hub_id}, and they are not in the Hub cache ({hub_cache}){release_note}. Ways out: check the connection, '
-        f'proxy and HF_ENDPOINT; on a machine without network set HF_HUB_OFFLINE=1 (cached models then load with no '
-        f'network attempt); or pass pretrained_cfg_overlay=dict(file=PATH) with a downloaded weights file.')
+        f'Could not reach the Hugging Face Hub at {constants.ENDPOINT} ({reason}) nor the official release file '
+        f'{url} ({release_reason}) to download the weights of {hub_id}; they are not in the Hub cache ({hub_cache}), '
+        f'nor is the release file {os.path.basename(url)} in {folder}. {ways_out} download the release file '
+        f'elsewhere and pass pretrained_cfg_overlay=dict(file=PATH) (or put it in {folder}).')
 
 
 def _is_download_error(error: BaseException) -> bool:
