@@ -16,6 +16,7 @@ from safetensors.torch import load_file, save_file
 
 import timm
 import timm_t2t  # noqa: F401  registers the models
+from timm_t2t.models.t2t_vit import kernel_major
 from conftest import checkpoint_files, expected_file, golden_case
 
 PERFORMER = golden_case('tiny_performer_224')  # t2t_vit_14: Performer stem at 224 px, narrow backbone
@@ -47,13 +48,14 @@ def _tokens_through_blocks(model: nn.Module, x: torch.Tensor) -> Tuple[List[torc
 
 
 def _stem_maps_with_unfold(model: nn.Module, x: torch.Tensor) -> List[torch.Tensor]:
-    """The stem's token maps computed the official way (nn.Unfold, transpose), as (B, C, H, W)."""
+    """The stem's token maps computed the official way (nn.Unfold, transpose), as (B, C, H, W). The T2T layers read
+    patches kernel-major (`soft_split`'s order), so nn.Unfold's columns are permuted to it."""
     stem = model.patch_embed
     maps = []
     for (k, s, p), layer in zip(((7, 4, 2), (3, 2, 1)), (stem.attn1, stem.attn2)):
         h, w = (x.shape[-2] + 2 * p - k) // s + 1, (x.shape[-1] + 2 * p - k) // s + 1
         cols = nn.Unfold(k, stride=s, padding=p)(x).transpose(1, 2)
-        x = layer(cols).transpose(1, 2).reshape(x.shape[0], -1, h, w)
+        x = layer(kernel_major(cols, k)).transpose(1, 2).reshape(x.shape[0], -1, h, w)
         maps.append(x)
     return maps
 
