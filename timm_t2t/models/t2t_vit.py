@@ -81,9 +81,9 @@ def soft_split(x: torch.Tensor, kernel_size: int, stride: int, padding: int) -> 
     """Overlapping patches of a channels-last map: the values of `nn.Unfold`, each patch flattened kernel-major.
 
     One gather of each patch position's C contiguous channels from the padded map, in every mode (exported: a Pad and
-    one Gather). Compared with `nn.Unfold` and strided views (which the TorchScript ONNX exporter cannot export with a
-    dynamic batch) in eager forward and backward, ONNX Runtime and OpenVINO, it was the fastest on the token maps and
-    close to the best on the image (benchmarks/README.md). Column `(i * k + j) * C + c` holds `nn.Unfold`'s column
+    one Gather). Compared with `nn.Unfold`, strided views (not exportable with a dynamic batch) and a row gather, it was
+    the fastest exportable form on the token maps; on the image, a few percent of a model's time, others copy faster in
+    eager mode only (benchmarks/README.md, "Soft-split form"). Column `(i * k + j) * C + c` holds `nn.Unfold`'s column
     `c * k * k + i * k + j`; `kernel_major` reorders the weights that read the patches.
 
     Args:
@@ -121,8 +121,8 @@ class PatchLayerNorm(nn.LayerNorm):
         self.patch_size = patch_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        k = self.patch_size
-        return F.layer_norm(x, self.normalized_shape, kernel_major(self.weight, k), kernel_major(self.bias, k), self.eps)
+        weight, bias = kernel_major(self.weight, self.patch_size), kernel_major(self.bias, self.patch_size)
+        return F.layer_norm(x, self.normalized_shape, weight, bias, self.eps)
 
 
 class PatchLinear(nn.Linear):
@@ -616,8 +616,8 @@ class T2TViT(nn.Module):
             img_size: Optional[Union[int, Tuple[int, int]]] = None,
             patch_size: Optional[Union[int, Tuple[int, int]]] = None,
     ) -> None:
-        """Rebuild for another `img_size`, resampling the position table (bicubic over the token grid). `patch_size` must
-        be None: the soft splits are part of the architecture."""
+        """Rebuild for another `img_size`, resampling the position table (bicubic over the token grid); `patch_size`
+        must be None (the soft splits are part of the architecture)."""
         if patch_size is not None:
             raise ValueError('T2T-ViT has no patch_size to change; its soft splits are fixed (7/4/2, 3/2/1, 3/2/1).')
         if img_size is None:
