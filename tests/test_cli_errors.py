@@ -28,7 +28,7 @@ from conftest import seeded_checkpoint
 from test_cli import reference_input, top_k
 from timm_t2t.cli import demo_run, outputs
 from timm_t2t.cli.main import main
-from timm_t2t.cli.model_options import accepted_model_kwargs
+from timm_t2t.cli.model_options import accepted_model_kwargs, is_t2t_name, t2t_signature
 from timm_t2t.models.t2t_vit import T2TViT
 from timm_t2t.weights.checkpoint_io import PretrainedWeightsError, read_checkpoint
 
@@ -257,11 +257,25 @@ def test_features_model_kwargs_and_other_checks(image, tmp_path, capsys, no_mode
 
 
 def test_accepted_model_kwargs_follow_the_signature():
-    accepted = accepted_model_kwargs(T2TViT)
+    accepted = accepted_model_kwargs()
     import inspect
     own = set(inspect.signature(T2TViT.__init__).parameters) - {'self', 'device', 'dtype'}
     assert own <= set(accepted) and {'scriptable', 'exportable', 'no_jit'} <= set(accepted)
-    assert 'out_indices' not in accepted and 'out_indices' in accepted_model_kwargs(T2TViT, features=True)
+    assert 'out_indices' not in accepted and 'out_indices' in accepted_model_kwargs(features=True)
+
+
+def test_source_signature_equals_the_imported_one():
+    """The `ast` reading of T2TViT.__init__ (what the checks use, torch-free) cannot drift from the class itself."""
+    import inspect
+    params = inspect.signature(T2TViT.__init__).parameters
+    real = {n: (p.default, p.default is not p.empty) for n, p in params.items()
+            if n != 'self' and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    assert {n: (p.default, p.has_default) for n, p in t2t_signature().items()} == real
+    assert list(t2t_signature()) == list(real)
+    hints = {n: inspect.formatannotation(p.annotation).replace('torch.', '') for n, p in params.items()
+             if n in real and p.annotation is not p.empty}
+    assert {n: p.annotation.replace('torch.', '') for n, p in t2t_signature().items()} == hints
+    assert set(timm.list_models(module='t2t_vit')) == {n for n in timm.list_models() if is_t2t_name(n)}
 
 
 def test_other_families_are_worded_too(image, tmp_path, capsys):
@@ -515,3 +529,34 @@ def test_path_errors_need_no_torch(image, tmp_path):
                               timeout=60)
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.count('\n') == 1 and 'error: ' in proc.stderr and 'must not be imported' not in proc.stderr
+
+
+@pytest.mark.parametrize('case', ['depth_abc', 'nonsense_arg', 'other_family', 'num_classes_safetensors',
+                                  'num_classes_pth'])
+def test_model_checks_need_no_torch(image, tmp_path, case):
+    """`--model-kwargs` and the checkpoint's keys and classifier are checked before torch is imported (issue 24: an
+    input error answers within 3 s, and importing torch alone takes about 4 s on a small machine)."""
+    import subprocess
+    import sys
+    sd = timm.create_model('t2t_vit_7', depth=1).state_dict()
+    argv, expected = {
+        'depth_abc': (['--no-pretrained', '--model-kwargs', 'depth=abc'], "depth takes an int, not the text 'abc'"),
+        'nonsense_arg': (['--no-pretrained', '--model-kwargs', 'nonsense_arg=1'],
+                         "t2t_vit_7 takes no argument 'nonsense_arg'"),
+        'other_family': (['--weights', str(torch_zip_of(resnet_like_state_dict(), tmp_path / 'resnet18.pth'))],
+                         'resnet18.pth is not a T2T-ViT checkpoint: it has keys conv1.*, bn1.*, layer1.*'),
+        'num_classes_safetensors': (['--weights', str(tmp_path / 'w7.safetensors'), '--model-kwargs',
+                                     'num_classes=10'], 'has a classifier of 1000 classes'),
+        'num_classes_pth': (['--weights', str(torch_zip_of(sd, tmp_path / 'w7.pth')), '--model-kwargs',
+                             'num_classes=10'], 'has a classifier of 1000 classes'),
+    }[case]
+    save_file(sd, str(tmp_path / 'w7.safetensors'))
+    blocker = tmp_path / 'blocker'  # a torch that cannot be imported: the checks must answer without it
+    blocker.mkdir()
+    (blocker / 'torch.py').write_text('raise ImportError("torch must not be imported for an input error")\n')
+    env = dict(os.environ, PYTHONPATH=str(blocker), HF_HUB_OFFLINE='1')
+    proc = subprocess.run([sys.executable, '-m', 'timm_t2t', 'predict', str(image), '--model', 't2t_vit_7', *argv],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count('\n') == 1 and proc.stderr.startswith('timm-t2t predict: error: '), proc.stderr
+    assert expected in proc.stderr and 'must not be imported' not in proc.stderr, proc.stderr

@@ -10,14 +10,15 @@ import difflib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
-from ..weights.file_kinds import CHECKPOINT_TIP, is_t2t_state_dict, sniff_weights_file, summarize_keys
+from ..weights.file_kinds import (
+    CHECKPOINT_TIP, checkpoint_shapes, is_t2t_state_dict, sniff_weights_file, summarize_keys)
 from .errors import CliError, one_line
-from .model_options import check_model_kwargs
+from .model_options import check_model_kwargs, is_t2t_name
 
 if TYPE_CHECKING:
     import torch.nn as nn
 
-__all__ = ['load_model', 'check_weights_argument']
+__all__ = ['load_model', 'check_weights_argument', 'check_model_without_torch']
 
 Shapes = Dict[str, Tuple[int, ...]]
 
@@ -97,9 +98,46 @@ def _checkpoint_shapes(path: Path) -> Shapes:
 
 
 def _is_t2t(name: str) -> bool:
-    import timm
-    from timm.models import split_model_name_tag
-    return split_model_name_tag(name)[0] in timm.list_models(module='t2t_vit')
+    return is_t2t_name(name)
+
+
+def check_model_without_torch(name: Optional[str], weights: Optional[str], kwargs: Dict[str, Any],
+                              features_only: bool = False, classifier: bool = False) -> None:
+    """The checks of `load_model` that a T2T-ViT name allows before torch is imported, in the same order and words.
+
+    `--model-kwargs` against the constructor's signature (read from source); with `--weights`, the checkpoint's keys
+    (another family's) and its classifier against a `num_classes` override, from names and shapes read without
+    torch. Anything this cannot tell (another family's model, a save_for_hf folder with its config, a file format
+    read only by torch, a pretrained tag's classes) is left to `load_model`, which repeats these checks.
+
+    Args:
+        name: `--model` (None, a `hf-hub:`/`local-dir:` name or another family: nothing checked here).
+        weights: `--weights`, already checked by `check_weights_argument`.
+        kwargs: `--model-kwargs`.
+        features_only: The command builds the feature extractor.
+        classifier: The command shows classes (`predict`).
+
+    Raises:
+        CliError: As `load_model` would, for the cases above.
+    """
+    if name is None or name.partition(':')[1] or not is_t2t_name(name):
+        return
+    path = _weights_file(weights) if weights is not None else None
+    if path is not None and (path.parent / 'config.json').is_file():
+        return  # the config beside it may name another architecture and bring model args: load_model decides
+    check_model_kwargs(name, kwargs, features=features_only)
+    if path is None:
+        if classifier:  # the classes of a pretrained tag need timm: only num_classes=0 is refused here
+            _check_classifier(kwargs, None, f'pretrained {name}')
+        return
+    shapes = checkpoint_shapes(path)
+    if shapes is None:  # a format only torch reads
+        return
+    _check_family(name, weights, shapes)
+    if classifier:
+        # T2T-ViT's pretrained cfg names `head` as its (first) classifier, which _head_classes reads through timm.
+        head = shapes.get('head.weight')
+        _check_classifier(kwargs, (head[0] if head and len(head) == 2 else None) or 0, weights)
 
 
 def _head_classes(name: str, shapes: Shapes) -> Optional[int]:

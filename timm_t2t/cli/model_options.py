@@ -5,16 +5,20 @@ The keys a T2T-ViT model takes are its constructor's (`T2TViT.__init__`) plus th
 come from the constructor's annotations. Models of other families (any timm name works on the command line) are
 not checked here: their own errors are worded by `loading.load_model`.
 
-Imports the model module (torch, timm) when a check runs; never builds a model.
+Free of torch and timm: the constructor's signature and the registered names are read from the source of the model
+module with `ast` (so the checks answer before torch is imported); a test keeps it equal to `inspect.signature`.
 """
+import ast
 import difflib
-import inspect
+import functools
 import typing
+from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .errors import CliError
 
-__all__ = ['check_model_kwargs', 'check_reserved_model_kwargs', 'accepted_model_kwargs']
+__all__ = ['check_model_kwargs', 'check_reserved_model_kwargs', 'accepted_model_kwargs', 'is_t2t_name',
+           't2t_signature']
 
 # Arguments the command line sets itself: the option that does it instead.
 RESERVED = {
@@ -40,34 +44,119 @@ FEATURE_ARGS: Dict[str, Tuple[Any, ...]] = {
 }
 
 
-def _t2t_class(name: str) -> Optional[type]:
-    """The model class of a T2T-ViT architecture name (`arch` or `arch.tag`), None for other families."""
-    import timm
-    from timm.models import split_model_name_tag
+# The model module, read as text: importing it would import torch and timm.
+_MODEL_SOURCE = Path(__file__).resolve().parent.parent / 'models' / 't2t_vit.py'
+_MODEL_CLASS = 'T2TViT'
 
-    from ..models import t2t_vit
 
-    if split_model_name_tag(name)[0] not in timm.list_models(module='t2t_vit'):
+class _Unchecked:
+    """Stands for an annotation the checks do not know (e.g. `torch.device`): `_types_of` gives () for it."""
+
+
+class Param(typing.NamedTuple):
+    """One argument of the model constructor as written in its source."""
+    annotation: Optional[str]  # the annotation's source text, e.g. "Union[int, Tuple[int, int]]"
+    default: Any  # the default value (a literal); None when there is none
+    has_default: bool
+
+
+@functools.lru_cache(maxsize=None)
+def _module_source() -> str:
+    return _MODEL_SOURCE.read_text(encoding='utf-8')
+
+
+@functools.lru_cache(maxsize=None)
+def _module_tree() -> ast.Module:
+    return ast.parse(_module_source(), filename=str(_MODEL_SOURCE))
+
+
+@functools.lru_cache(maxsize=None)
+def t2t_signature() -> Dict[str, Param]:
+    """`T2TViT.__init__`'s arguments (without self, *args, **kwargs), read from the source with `ast`.
+
+    Returns:
+        {name: Param(annotation source text, default, has_default)} in signature order.
+    """
+    cls = next(n for n in _module_tree().body if isinstance(n, ast.ClassDef) and n.name == _MODEL_CLASS)
+    init = next(n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == '__init__')
+    args = init.args
+    positional = args.posonlyargs + args.args
+    defaults: List[Optional[ast.expr]] = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
+    pairs = list(zip(positional, defaults)) + list(zip(args.kwonlyargs, args.kw_defaults))
+    params: Dict[str, Param] = {}
+    for arg, default in pairs[1:] if positional else pairs:  # drop self
+        annotation = ast.get_source_segment(_module_source(), arg.annotation) if arg.annotation else None
+        params[arg.arg] = Param(annotation, ast.literal_eval(default) if default is not None else None,
+                                default is not None)
+    return params
+
+
+@functools.lru_cache(maxsize=None)
+def _registered_names() -> Tuple[str, ...]:
+    """The architectures the model module registers with timm (its `@register_model` functions)."""
+    def registered(fn: ast.FunctionDef) -> bool:
+        return any((isinstance(d, ast.Name) and d.id == 'register_model')
+                   or (isinstance(d, ast.Attribute) and d.attr == 'register_model') for d in fn.decorator_list)
+    return tuple(n.name for n in _module_tree().body if isinstance(n, ast.FunctionDef) and registered(n))
+
+
+def is_t2t_name(name: str) -> bool:
+    """Whether a model name (`arch` or `arch.tag`) is a T2T-ViT architecture, as `timm.list_models(module='t2t_vit')`
+    would say, without importing timm."""
+    return name.split('.', 1)[0] in _registered_names()
+
+
+_ANNOTATION_NAMES: Dict[str, Any] = {
+    'int': int, 'float': float, 'bool': bool, 'str': str, 'None': type(None),
+    'Tuple': Tuple, 'tuple': Tuple, 'List': List, 'list': List, 'Union': typing.Union, 'Optional': Optional,
+}
+
+
+def _annotation(node: ast.expr) -> Any:
+    """The typing object of an annotation's AST, built only from known names: anything else is `_Unchecked`."""
+    if isinstance(node, ast.Constant) and node.value is None:
+        return type(None)
+    if isinstance(node, ast.Constant) and node.value is Ellipsis:
+        return Ellipsis
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):  # a string annotation
+        return _annotation(ast.parse(node.value, mode='eval').body)
+    if isinstance(node, ast.Name):
+        return _ANNOTATION_NAMES.get(node.id, _Unchecked)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):  # X | Y
+        return typing.Union[_annotation(node.left), _annotation(node.right)]
+    if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name):
+        origin = _ANNOTATION_NAMES.get(node.value.id)
+        if origin is None or origin in (int, float, bool, str, type(None)):
+            return _Unchecked
+        items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+        args = tuple(_annotation(i) for i in items)
+        return origin[args if len(args) > 1 else args[0]]
+    return _Unchecked
+
+
+def _annotation_of(text: Optional[str]) -> Any:
+    """The typing object of an annotation's source text (`Union[int, Tuple[int, int]]`); None without one."""
+    if text is None:
         return None
-    return t2t_vit.T2TViT
+    try:
+        return _annotation(ast.parse(text, mode='eval').body)
+    except (SyntaxError, TypeError):
+        return _Unchecked
 
 
-def accepted_model_kwargs(model_cls: type, features: bool = False) -> Dict[str, Tuple[Any, ...]]:
-    """Keyword arguments a model class takes through `timm.create_model`, with the types each accepts.
+def accepted_model_kwargs(features: bool = False) -> Dict[str, Tuple[Any, ...]]:
+    """Keyword arguments a T2T-ViT model takes through `timm.create_model`, with the types each accepts.
 
     Args:
-        model_cls: The model class (its `__init__` signature and annotations are read).
         features: Include the feature-extractor arguments (`out_indices`, `feature_cls`).
 
     Returns:
         {name: accepted types}; an empty tuple for an annotation that is not checked.
     """
-    hints = typing.get_type_hints(model_cls.__init__)
     accepted: Dict[str, Tuple[Any, ...]] = {}
-    for name, param in inspect.signature(model_cls.__init__).parameters.items():
-        if name == 'self' or name in RESERVED or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            continue
-        accepted[name] = _types_of(hints.get(name))
+    for name, param in t2t_signature().items():
+        if name not in RESERVED:
+            accepted[name] = _types_of(_annotation_of(param.annotation))
     accepted.update(BUILD_ARGS)
     if features:
         accepted.update(FEATURE_ARGS)
@@ -87,10 +176,9 @@ def check_model_kwargs(name: str, kwargs: Dict[str, Any], features: bool = False
             first), a value of the wrong type, or a count or rate out of range.
     """
     check_reserved_model_kwargs(kwargs)
-    model_cls = _t2t_class(name)
-    if model_cls is None:
+    if not is_t2t_name(name):
         return
-    accepted = accepted_model_kwargs(model_cls, features)
+    accepted = accepted_model_kwargs(features)
     for key, value in kwargs.items():
         if key not in accepted:
             raise CliError(_unknown_key(key, name, list(accepted), features))

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence,
 
 from .args import add_model_kwargs_argument, add_pretrained_argument
 from .errors import CliError, one_line
-from .loading import check_weights_argument, load_model
+from .loading import check_model_without_torch, check_weights_argument, load_model
 from .model_options import check_reserved_model_kwargs
 from .outputs import check_output_file, write_file_atomically
 
@@ -76,6 +76,7 @@ def check_predict_input(args: argparse.Namespace) -> None:
     args.image_paths = open_images(args.images)
     check_weights_argument(args.weights, args.pretrained)
     check_reserved_model_kwargs(dict(args.model_kwargs))
+    check_model_without_torch(args.model, args.weights, dict(args.model_kwargs), classifier=True)
     args.input_checked = True
 
 
@@ -89,6 +90,7 @@ def check_features_input(args: argparse.Namespace) -> None:
     check_weights_argument(args.weights, args.pretrained)
     check_reserved_model_kwargs(dict(args.model_kwargs))
     args.out_path = check_output_file(args.out) if args.out else None
+    check_model_without_torch(args.model, args.weights, dict(args.model_kwargs), features_only=True)
     args.input_checked = True
 
 

@@ -6,18 +6,24 @@ Free of torch, timm and safetensors: the command line checks `--weights` with it
 * `sniff_weights_file`: "a JSON file", "a PNG image", "a zip archive holding ...", ... with what to pass instead, or
   None when the bytes may be a checkpoint (safetensors, a torch zip or pickle, or anything unknown: the loader decides);
 * `summarize_keys`: the key prefixes of a state dict (`conv1.*, layer1.*, ...`) and the model family they suggest;
-* `is_t2t_state_dict`: whether a state dict has any T2T-ViT key at all.
+* `is_t2t_state_dict`: whether a state dict has any T2T-ViT key at all;
+* `checkpoint_shapes`: a checkpoint's tensor names and shapes without loading it (safetensors header, torch zip
+  pickle read with recording stubs), None when that cannot tell (the loader then reads it with torch).
 """
+import collections
+import io
 import json
 import os
+import pickle
 import re
 import struct
 import tarfile
 import zipfile
 from pathlib import Path
-from typing import Dict, Iterable, List, NamedTuple, Optional, Union
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Tuple, Union
 
-__all__ = ['FileKind', 'sniff_weights_file', 'summarize_keys', 'is_t2t_state_dict', 'CHECKPOINT_TIP']
+__all__ = ['FileKind', 'sniff_weights_file', 'summarize_keys', 'is_t2t_state_dict', 'checkpoint_shapes',
+           'CHECKPOINT_TIP']
 
 PathLike = Union[str, os.PathLike]
 
@@ -160,8 +166,105 @@ def is_t2t_state_dict(keys: Iterable[str]) -> bool:
             and _family(keys) is None)
 
 
+def checkpoint_shapes(path: PathLike) -> Optional[Dict[str, Tuple[int, ...]]]:
+    """Tensor names and shapes of a checkpoint, read without torch, in its own key names (a `module.` prefix dropped).
+
+    Reads a safetensors header, or the pickle of a torch zip checkpoint (`torch.save`'s default format) with an
+    unpickler that builds nothing but recording stubs: no class or function of the file runs, no tensor data is read.
+    Nested layouts (`state_dict`, `model`, `state_dict_ema`, `model_ema`) are unwrapped as the loader does.
+
+    Args:
+        path: A checkpoint file.
+
+    Returns:
+        {key: shape}, or None when the file is of another format (a legacy pickle, ...) or cannot be read this way.
+    """
+    try:
+        with open(path, 'rb') as f:
+            head = f.read(8)
+            size = os.fstat(f.fileno()).st_size
+            if len(head) == 8 and 0 < struct.unpack('<Q', head)[0] <= min(size - 8, 100 << 20):
+                header = json.loads(f.read(struct.unpack('<Q', head)[0]))
+                if isinstance(header, dict):
+                    return _unwrapped({k: tuple(v['shape']) for k, v in header.items()
+                                       if k != '__metadata__' and isinstance(v, dict) and 'shape' in v})
+        if not zipfile.is_zipfile(path):
+            return None
+        with zipfile.ZipFile(path) as z:
+            pkl = next((n for n in z.namelist() if n.endswith('/data.pkl') or n == 'data.pkl'), None)
+            if pkl is None:
+                return None
+            obj = _StubUnpickler(io.BytesIO(z.read(pkl))).load()
+    except Exception:  # anything unexpected: the torch path reads the file and words its own errors
+        return None
+    if not isinstance(obj, dict):
+        return None
+    return _unwrapped({k: v.shape for k, v in obj.items() if isinstance(v, _TensorStub)},
+                      obj)
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Helpers
+
+
+class _TensorStub:
+    """A tensor as read by `_StubUnpickler`: only its shape."""
+
+    def __init__(self, shape: Tuple[int, ...]) -> None:
+        self.shape = shape
+
+
+class _Stub:
+    """Anything else a checkpoint pickles (an optimizer state, argparse.Namespace, ...): takes and keeps nothing."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> '_Stub':
+        return object.__new__(cls)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __call__(self, *args: Any, **kwargs: Any) -> '_Stub':
+        return _Stub()
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+
+def _rebuild_tensor(storage: Any, storage_offset: Any, size: Any, *args: Any, **kwargs: Any) -> _TensorStub:
+    # torch._utils._rebuild_tensor_v2 / _v3: (storage, offset, size, stride, ...): only the size is kept.
+    return _TensorStub(tuple(int(s) for s in size))
+
+
+def _rebuild_parameter(data: Any, *args: Any, **kwargs: Any) -> Any:
+    # torch._utils._rebuild_parameter(data, requires_grad, backward_hooks): a Parameter is its tensor.
+    return data
+
+
+class _StubUnpickler(pickle.Unpickler):
+    """Unpickles a torch checkpoint's data.pkl into dicts of `_TensorStub`s: every global is a harmless stand-in."""
+
+    _KNOWN = {
+        ('torch._utils', '_rebuild_tensor_v2'): _rebuild_tensor,
+        ('torch._utils', '_rebuild_tensor_v3'): _rebuild_tensor,
+        ('torch._utils', '_rebuild_parameter'): _rebuild_parameter,
+        ('collections', 'OrderedDict'): collections.OrderedDict,
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        return self._KNOWN.get((module, name), _Stub)
+
+    def persistent_load(self, pid: Any) -> Any:
+        return None  # a storage: its bytes stay in the archive
+
+
+def _unwrapped(shapes: Dict[str, Tuple[int, ...]], obj: Optional[Dict] = None) -> Dict[str, Tuple[int, ...]]:
+    """The state dict inside a training checkpoint (the layouts the checkpoint filter accepts), `module.` dropped."""
+    if obj is not None:
+        for key in ('state_dict_ema', 'model_ema', 'state_dict', 'model'):
+            if isinstance(obj.get(key), dict):
+                shapes = {k: v.shape for k, v in obj[key].items() if isinstance(v, _TensorStub)}
+                break
+    return {k[len('module.'):] if k.startswith('module.') else k: v for k, v in shapes.items()}
 
 
 def _is_safetensors(head: bytes, size: int) -> bool:
