@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple, Union
 
 if TYPE_CHECKING:
     import numpy as np
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 __all__ = [
     'FORMATS', 'EXPORTERS', 'OPSETS', 'RUNTIME_NAMES', 'TOLERANCE', 'DEPLOY_EXTRA',
     'ExportError', 'MissingRuntimeError', 'ExportMismatchError',
-    'check_destination', 'check_runtimes', 'model_input_size', 'export_model',
+    'check_destination', 'check_runtimes', 'model_input_size', 'export_model', 'open_runtime',
 ]
 
 FORMATS: Dict[str, str] = {'onnx': '.onnx', 'openvino': '.xml'}  # format -> file suffix
@@ -170,16 +170,42 @@ def _to_openvino(onnx_path: Path, xml_path: Path) -> None:
     ov.save_model(ov.convert_model(str(onnx_path)), str(xml_path), compress_to_fp16=False)
 
 
-def _run_exported(path: Path, format: str, x: 'np.ndarray') -> 'np.ndarray':
-    """Logits of the exported file for `x`, in its runtime on the CPU at f32."""
-    if format == 'onnx':
+def open_runtime(runtime: str, path: Path, threads: Optional[int] = None) -> Tuple[Callable, str]:
+    """A callable running an exported file on the CPU, and the precision it runs at.
+
+    Args:
+        runtime: 'onnxruntime', 'openvino-f32' or 'openvino-default' (the device's default precision hint, bf16 on
+            CPUs with bf16 units).
+        path: The ONNX file (any runtime) or OpenVINO IR (the OpenVINO ones).
+        threads: Threads of the runtime (the deployment benchmark sets them), or its default.
+
+    Returns:
+        (a function from an input batch (numpy) to the logits, the precision: 'f32', 'bf16', ...).
+    """
+    if runtime == 'onnxruntime':
         import onnxruntime as ort
-        session = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
-        return session.run(None, {session.get_inputs()[0].name: x})[0]
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        session = ort.InferenceSession(str(path), options, providers=['CPUExecutionProvider'])
+        name = session.get_inputs()[0].name
+        return (lambda x: session.run(None, {name: x})[0]), 'f32'
     import openvino as ov
-    # The f32 hint: the CPU plugin's default may run bf16 where the CPU has bf16 units, which is not what is checked.
-    compiled = ov.Core().compile_model(str(path), 'CPU', {'INFERENCE_PRECISION_HINT': 'f32'})
-    return compiled(x)[0]
+    config: Dict[str, object] = {}
+    if threads is not None:
+        config.update(INFERENCE_NUM_THREADS=threads, PERFORMANCE_HINT='LATENCY')
+    if runtime == 'openvino-f32':
+        config['INFERENCE_PRECISION_HINT'] = 'f32'
+    compiled = ov.Core().compile_model(str(path), 'CPU', config)
+    hint = compiled.get_property('INFERENCE_PRECISION_HINT')
+    precision = hint.get_type_name() if hasattr(hint, 'get_type_name') else str(hint)
+    return (lambda x: compiled(x)[0]), precision
+
+
+def _run_exported(path: Path, format: str, x: 'np.ndarray') -> 'np.ndarray':
+    """Logits of the exported file for `x`, in its runtime on the CPU at f32 (the OpenVINO default hint may run bf16
+    where the CPU has bf16 units, which is not what is checked)."""
+    return open_runtime('onnxruntime' if format == 'onnx' else 'openvino-f32', path)[0](x)
 
 
 def _move_into_place(staging: Path, path: Path) -> None:

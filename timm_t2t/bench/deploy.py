@@ -27,7 +27,7 @@ import torch
 
 import timm
 
-from ..export import TOLERANCE, export_model
+from ..export import TOLERANCE, export_model, open_runtime
 from ..models import t2t_vit  # noqa: F401  (registers the t2t_vit_* models)
 from .defaults import RUNTIMES
 from .speed import _load_avg, format_quartiles, machine_info, rotate, round_ratios, run_child
@@ -45,25 +45,6 @@ TARGETS = (
 )
 
 Session = Callable[[np.ndarray], np.ndarray]
-
-
-def open_runtime(runtime: str, path: Path, threads: int) -> Tuple[Session, str]:
-    """A callable running the ONNX file in `runtime`, and the precision it runs at."""
-    if runtime == 'onnxruntime':
-        import onnxruntime as ort
-        options = ort.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-        session = ort.InferenceSession(str(path), options, providers=['CPUExecutionProvider'])
-        name = session.get_inputs()[0].name
-        return (lambda x: session.run(None, {name: x})[0]), 'f32'
-    import openvino as ov
-    config = {'INFERENCE_NUM_THREADS': threads, 'PERFORMANCE_HINT': 'LATENCY'}
-    if runtime == 'openvino-f32':
-        config['INFERENCE_PRECISION_HINT'] = 'f32'
-    compiled = ov.Core().compile_model(str(path), 'CPU', config)
-    hint = compiled.get_property('INFERENCE_PRECISION_HINT')
-    precision = hint.get_type_name() if hasattr(hint, 'get_type_name') else str(hint)  # 'f32', 'bf16', ...
-    return (lambda x: compiled(x)[0]), precision
 
 
 def available_runtimes() -> Tuple[List[str], List[str]]:
